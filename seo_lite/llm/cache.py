@@ -1,0 +1,139 @@
+"""Persistent call cache: a warm re-run makes no model call.
+
+Each answer is one small JSON file, ``<root>/<kk>/<key>.json``, where ``key``
+is the SHA-256 of everything that changes the answer: the model's identity
+(backend, model id and revision or file hash, quantization, dtype, device),
+the messages, every generation parameter and, when sampling, the sample
+index.  API keys never enter the key or the file.
+
+Why one file per entry: writes go to a temporary file that is renamed into
+place (``os.replace`` is atomic), so two processes sharing one cache folder
+(two papermill cells of an ablation grid) never see a half-written entry and
+never need a lock; two writers of one key write the same answer.  Each file
+also stores the full key payload, so a read checks it really holds the
+answer asked for; a file that cannot be read or does not match (a corrupt
+entry) is reported, counted and recomputed, never trusted.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any
+
+CACHE_VERSION = 1
+ENV_CACHE = "SEO_LITE_CACHE"
+
+
+class CacheError(RuntimeError):
+    """The cache folder cannot be used."""
+
+
+def cache_root() -> Path:
+    """``$SEO_LITE_CACHE`` or ``$XDG_CACHE_HOME/seo_lite`` (``~/.cache/seo_lite``)."""
+    env = os.environ.get(ENV_CACHE)
+    if env and env.lower() not in ("off", "none", "0"):
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "seo_lite"
+
+
+def default_cache() -> "CallCache | None":
+    """The call cache under :func:`cache_root`; ``SEO_LITE_CACHE=off`` disables it."""
+    if os.environ.get(ENV_CACHE, "").lower() in ("off", "none", "0"):
+        return None
+    return CallCache(cache_root() / "calls")
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def atomic_write_text(path: Path, text: str, *, fsync: bool = False) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the new
+    one, never half of one (temporary file in the same folder + rename)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+class CallCache:
+    """A folder of cached model answers, safe for concurrent processes."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).expanduser()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / f".probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            probe.write_text("ok")
+            probe.read_text()
+            probe.unlink()
+        except OSError as e:
+            raise CacheError(
+                f"cannot use cache folder {self.root}: {e.strerror or e}. Point "
+                f"{ENV_CACHE} (or cache=...) at a writable folder, or pass cache=None "
+                f"to run without a cache.") from e
+
+    @staticmethod
+    def key_of(payload: dict) -> str:
+        return hashlib.sha256(_canonical({"v": CACHE_VERSION, **payload}).encode()).hexdigest()
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def get(self, key: str, payload: dict) -> tuple[dict | None, str | None]:
+        """``(value, None)`` on a hit, ``(None, None)`` on a miss and
+        ``(None, reason)`` for an entry that exists but cannot be trusted."""
+        p = self.path(key)
+        try:
+            raw = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None, None
+        except OSError as e:
+            return None, self._bad(p, f"unreadable ({e.strerror})")
+        try:
+            entry = json.loads(raw)
+            if _canonical(entry["payload"]) != _canonical(payload):
+                return None, self._bad(p, "holds a different request")
+            value = entry["value"]
+            if not isinstance(value, dict):
+                raise TypeError("value is not an object")
+            return value, None
+        except (ValueError, KeyError, TypeError) as e:
+            return None, self._bad(p, f"corrupt ({type(e).__name__}: {e})")
+
+    def _bad(self, path: Path, why: str) -> str:
+        msg = f"cache entry {path} is {why}; recomputing it"
+        warnings.warn(msg, RuntimeWarning, stacklevel=4)
+        return msg
+
+    def put(self, key: str, payload: dict, value: dict) -> None:
+        p = self.path(key)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(p, _canonical({"payload": payload, "value": value}))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.root.glob("??/*.json"))
+
+    def clear(self) -> None:
+        for p in self.root.glob("??/*.json"):
+            p.unlink(missing_ok=True)
+
+    def __repr__(self):
+        return f"CallCache({str(self.root)!r})"

@@ -1,0 +1,503 @@
+"""transformers backend: batched generation, label scoring, 4-bit Llama-2.
+
+``HFLLM("meta-llama/Llama-2-7b-chat-hf", load_in_4bit=True)`` is the paper's
+generator on one GPU; ``HFLLM("path/to/model.gguf")`` and the embedded model
+run the same code on a CPU.
+
+Generation is batched: prompts are rendered with the model's chat template,
+sorted by length, cut into batches of ``batch_size`` and left-padded, so
+one ``model.generate`` call answers a whole batch.  Sampling (temperature > 0)
+is done per row by :class:`_RowSampler` with a generator seeded from the
+request itself (``Request.sampling_seed``), so a request samples the same
+text whatever batch it lands in: a resumed run reproduces an unbroken one.
+
+Label scoring computes, for a prompt x and continuations y_1..y_L,
+
+    log p(y_j | x) = sum_t log p(y_j,t | x, y_j,<t)
+
+with the prompt's forward pass done once: its key/value cache is repeated L
+times and only the continuation tokens are run for each label.
+
+GGUF files cannot be quantized by transformers (it refuses
+``quantization_config`` with ``gguf_file=``) and de-quantizing them takes tens
+of seconds, so a GGUF file is converted once into a safetensors checkpoint
+in the cache folder, keyed by the file's SHA-256; later loads take seconds
+and the 4-bit / 8-bit paths load that checkpoint through bitsandbytes.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .base import LLM, Completion, LLMError, Request, Scores, ScoreRequest, progress_desc
+from .cache import cache_root
+
+_POOL: dict[tuple, "_Loaded"] = {}        # one copy of each model per process
+_POOL_LOCK = threading.Lock()
+_HASHES: dict[tuple, str] = {}
+
+HF_OPTIONS = ("dtype", "device_map", "load_in_4bit", "load_in_8bit", "revision",
+              "batch_size", "num_threads", "cache", "trust_remote_code")
+
+
+@dataclass
+class _Loaded:
+    model: Any
+    tokenizer: Any
+    identity: dict
+    load_seconds: float
+    converted_seconds: float = 0.0
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file, memoised by (path, size, mtime) in the process and on disk."""
+    p = Path(path).resolve()
+    st = p.stat()
+    memo_key = (str(p), st.st_size, st.st_mtime_ns)
+    if memo_key in _HASHES:
+        return _HASHES[memo_key]
+    memo_file = cache_root() / "hashes" / (hashlib.sha256(repr(memo_key).encode()).hexdigest() + ".txt")
+    try:
+        digest = memo_file.read_text().strip()
+        if len(digest) == 64:
+            _HASHES[memo_key] = digest
+            return digest
+    except OSError:
+        pass
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    digest = h.hexdigest()
+    _HASHES[memo_key] = digest
+    try:
+        memo_file.parent.mkdir(parents=True, exist_ok=True)
+        memo_file.write_text(digest)
+    except OSError:
+        pass
+    return digest
+
+
+def _folder_fingerprint(folder: Path) -> str:
+    """Cheap identity of a local checkpoint: config plus the size, head and tail
+    of each weight file (hashing gigabytes on every start would cost minutes)."""
+    h = hashlib.sha256()
+    for p in sorted(folder.iterdir()):
+        if p.name == "config.json":
+            h.update(p.read_bytes())
+        elif p.suffix in (".safetensors", ".bin", ".pt"):
+            size = p.stat().st_size
+            h.update(f"{p.name}:{size}".encode())
+            with open(p, "rb") as f:
+                h.update(f.read(1 << 20))
+                f.seek(max(0, size - (1 << 20)))
+                h.update(f.read(1 << 20))
+    return h.hexdigest()
+
+
+def convert_gguf(gguf_path: str | os.PathLike, *, progress: bool = True) -> tuple[Path, float]:
+    """Convert a GGUF file once into a safetensors checkpoint in the cache.
+
+    Returns the checkpoint folder and the seconds spent converting (0.0 when
+    it was already there).  ``save_pretrained`` refuses a GGUF-loaded model, so
+    the weights are moved into a fresh model built ``from_config``.  Safe when
+    several processes ask at once (file lock; folder renamed into place)."""
+    from filelock import FileLock
+
+    src = Path(gguf_path)
+    if not src.is_file():
+        raise LLMError(f"model file not found: {src}")
+    digest = file_sha256(src)
+    dest = cache_root() / "models" / f"{src.stem}-{digest[:16]}"
+    if (dest / "config.json").is_file():
+        return dest, 0.0
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(dest) + ".lock"):
+        if (dest / "config.json").is_file():
+            return dest, 0.0
+        t0 = time.perf_counter()
+        if progress:
+            print(f"[seo_lite] converting {src.name} to a safetensors checkpoint "
+                  f"(once; later loads take seconds) ...", flush=True)
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            tok = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
+            gguf_model = AutoModelForCausalLM.from_pretrained(
+                str(src.parent), gguf_file=src.name, dtype=torch.float32)
+            config = AutoConfig.from_pretrained(str(src.parent), gguf_file=src.name)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        fresh.load_state_dict(gguf_model.state_dict(), strict=True)
+        fresh.generation_config = gguf_model.generation_config
+        tmp = dest.with_name(dest.name + f".tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        fresh.save_pretrained(str(tmp))
+        tok.save_pretrained(str(tmp))
+        (tmp / "seo_lite_source.json").write_text(
+            json.dumps({"gguf_file": src.name, "sha256": digest}, indent=1))
+        os.replace(tmp, dest)
+        return dest, time.perf_counter() - t0
+
+
+def _resolve_dtype(dtype, on_gpu: bool):
+    import torch
+
+    if dtype in (None, "auto"):
+        if on_gpu:
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    table = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
+             "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+    if dtype not in table:
+        raise LLMError(f"unknown dtype {dtype!r}; use one of auto, {', '.join(table)}")
+    return table[dtype]
+
+
+def load_model(source: str, *, dtype=None, device_map=None, load_in_4bit=False,
+               load_in_8bit=False, revision=None, trust_remote_code=False,
+               identity_override: dict | None = None) -> _Loaded:
+    """Load (or reuse) a causal LM and its tokenizer.  ``source`` is a Hub id, a
+    local folder or a ``.gguf`` file."""
+    if load_in_4bit and load_in_8bit:
+        raise LLMError("choose one of load_in_4bit and load_in_8bit")
+    pool_key = (source, str(dtype), str(device_map), load_in_4bit, load_in_8bit, revision)
+    with _POOL_LOCK:
+        if pool_key in _POOL:
+            return _POOL[pool_key]
+        loaded = _load(source, dtype, device_map, load_in_4bit, load_in_8bit, revision,
+                       trust_remote_code, identity_override)
+        _POOL[pool_key] = loaded
+        return loaded
+
+
+def _load(source, dtype, device_map, load_in_4bit, load_in_8bit, revision,
+          trust_remote_code, identity_override) -> _Loaded:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    t0 = time.perf_counter()
+    on_gpu = torch.cuda.is_available() and device_map not in ("cpu",)
+    converted = 0.0
+    path = Path(source).expanduser()
+    looks_local = source.endswith(".gguf") or source.startswith((".", "/", "~")) or path.exists()
+    if source.endswith(".gguf"):
+        if not path.is_file():
+            raise LLMError(f"model file not found: {path} (hf:<file.gguf> needs an existing file)")
+        ident = {"model": path.name, "gguf_sha256": file_sha256(path)}
+        folder, converted = convert_gguf(path)
+        load_from = str(folder)
+    elif looks_local:
+        if not path.is_dir() or not (path / "config.json").is_file():
+            raise LLMError(f"model folder not found or has no config.json: {path}")
+        load_from = str(path)
+        ident = {"model": path.name, "fingerprint": _folder_fingerprint(path)}
+    else:
+        load_from = source
+        ident = {"model": source, "revision": revision or "main"}
+    torch_dtype = _resolve_dtype(dtype, on_gpu)
+    kwargs: dict[str, Any] = {"dtype": torch_dtype, "revision": revision,
+                              "trust_remote_code": trust_remote_code}
+    quant = None
+    if load_in_4bit or load_in_8bit:
+        from transformers import BitsAndBytesConfig
+
+        quant = "4bit-nf4" if load_in_4bit else "8bit"
+        if load_in_4bit:
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                bnb_4bit_compute_dtype=torch_dtype, bnb_4bit_use_double_quant=True)
+        else:
+            kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+        device_map = device_map or ("auto" if on_gpu else "cpu")
+    if device_map is None and on_gpu:
+        device_map = "auto"
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    try:
+        tok = AutoTokenizer.from_pretrained(load_from, revision=revision,
+                                            trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(load_from, **kwargs)
+    except (OSError, ValueError) as e:
+        hint = ("" if looks_local else " Hub models need a network, and gated ones "
+                "(meta-llama/*) need an accepted licence and HF_TOKEN set in the environment.")
+        raise LLMError(f"could not load model {source!r}: {e}.{hint}") from e
+    except ImportError as e:
+        raise LLMError(f"could not load model {source!r}: {e} (4-bit/8-bit needs bitsandbytes)") from e
+    model.eval()
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    if not ident.get("revision") or ident.get("revision") == "main":
+        commit = getattr(model.config, "_commit_hash", None)
+        if commit and "revision" in ident:
+            ident["revision"] = commit
+    device = str(next(model.parameters()).device.type)
+    ident.update({"backend": "hf", "dtype": str(torch_dtype).replace("torch.", ""),
+                  "quantization": quant, "device": device})
+    if identity_override:
+        ident.update(identity_override)
+    return _Loaded(model, tok, ident, time.perf_counter() - t0, converted)
+
+
+def _row_sampler_class():
+    import torch
+    from transformers import LogitsProcessor
+
+    class _RowSampler(LogitsProcessor):
+        """Sample each row with its own seeded generator; greedy rows untouched.
+
+        The chosen token gets logit 0 and every other -inf, so the (greedy)
+        ``generate`` loop takes exactly the sampled token."""
+
+        def __init__(self, requests: list[Request]):
+            self.rows = []
+            for r in requests:
+                if r.params.greedy:
+                    self.rows.append(None)
+                else:
+                    g = torch.Generator(device="cpu")
+                    g.manual_seed(r.sampling_seed())
+                    self.rows.append((g, r.params.temperature, r.params.top_p))
+
+        def __call__(self, input_ids, scores):
+            for i, row in enumerate(self.rows):
+                if row is None:
+                    continue
+                g, temp, top_p = row
+                logits = scores[i].float().cpu() / temp
+                probs = torch.softmax(logits, dim=-1)
+                if top_p < 1.0:
+                    sp, idx = torch.sort(probs, descending=True)
+                    keep = torch.cumsum(sp, 0) - sp < top_p
+                    keep[0] = True
+                    probs = torch.zeros_like(probs).scatter(0, idx[keep], sp[keep])
+                token = int(torch.multinomial(probs, 1, generator=g))
+                scores[i].fill_(float("-inf"))
+                scores[i, token] = 0.0
+            return scores
+
+    return _RowSampler
+
+
+class HFLLM(LLM):
+    """A transformers causal LM (Hub id, local folder or GGUF file)."""
+
+    backend = "hf"
+    supports_scoring = True
+
+    def __init__(self, source: str, *, dtype=None, device_map=None, load_in_4bit: bool = False,
+                 load_in_8bit: bool = False, revision: str | None = None, batch_size: int = 16,
+                 num_threads: int | None = None, cache="default", trust_remote_code: bool = False,
+                 _identity_override: dict | None = None):
+        super().__init__(cache)
+        if int(batch_size) < 1:
+            raise LLMError(f"batch_size must be >= 1, got {batch_size}")
+        self.source = source
+        self.batch_size = int(batch_size)
+        if num_threads:
+            import torch
+
+            torch.set_num_threads(int(num_threads))
+        self._loaded = load_model(source, dtype=dtype, device_map=device_map,
+                                  load_in_4bit=load_in_4bit, load_in_8bit=load_in_8bit,
+                                  revision=revision, trust_remote_code=trust_remote_code,
+                                  identity_override=_identity_override)
+
+    @property
+    def model(self):
+        return self._loaded.model
+
+    @property
+    def tokenizer(self):
+        return self._loaded.tokenizer
+
+    @property
+    def load_seconds(self) -> float:
+        return self._loaded.load_seconds
+
+    def identity(self) -> dict:
+        return dict(self._loaded.identity)
+
+    # -- prompts ------------------------------------------------------------------
+    def render(self, messages, *, add_generation_prompt: bool = True) -> str:
+        """The exact text the model sees for these chat messages."""
+        tok = self.tokenizer
+        msgs = [dict(m) for m in messages]
+        if getattr(tok, "chat_template", None):
+            return tok.apply_chat_template(msgs, tokenize=False,
+                                           add_generation_prompt=add_generation_prompt)
+        text = "".join(f"{m['role'].capitalize()}: {m['content']}\n" for m in msgs)
+        return text + ("Assistant:" if add_generation_prompt else "")
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    @property
+    def _device(self):
+        return next(self.model.parameters()).device
+
+    # -- generation -----------------------------------------------------------------
+    def _generate(self, requests: list[Request]) -> list[Completion]:
+        import torch
+
+        desc = progress_desc(requests)
+        encoded = [self._encode(self.render(r.messages)) for r in requests]
+        # same decoding length and stop strings share a batch; longest first
+        order = sorted(range(len(requests)),
+                       key=lambda i: (requests[i].params.max_new_tokens, requests[i].params.stop,
+                                      -len(encoded[i])))
+        batches: list[list[int]] = []
+        for i in order:
+            p = requests[i].params
+            if (batches and len(batches[-1]) < self.batch_size
+                    and requests[batches[-1][0]].params.max_new_tokens == p.max_new_tokens
+                    and requests[batches[-1][0]].params.stop == p.stop):
+                batches[-1].append(i)
+            else:
+                batches.append([i])
+        out: list[Completion | None] = [None] * len(requests)
+        bar = _bar(len(requests), desc)
+        with torch.inference_mode():
+            for b in batches:
+                for i, c in zip(b, self._generate_batch([requests[i] for i in b],
+                                                        [encoded[i] for i in b])):
+                    out[i] = c
+                if bar:
+                    bar.update(len(b))
+        if bar:
+            bar.close()
+        return out  # type: ignore[return-value]
+
+    def _generate_batch(self, reqs: list[Request], ids: list[list[int]]) -> list[Completion]:
+        import torch
+        from transformers import LogitsProcessorList
+
+        tok, model = self.tokenizer, self.model
+        width = max(len(x) for x in ids)
+        pad = tok.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], device=self._device)
+        attn = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self._device)
+        p = reqs[0].params
+        kwargs: dict[str, Any] = dict(
+            input_ids=input_ids, attention_mask=attn, max_new_tokens=p.max_new_tokens,
+            do_sample=False, temperature=None, top_p=None, top_k=None, pad_token_id=pad)
+        if not all(r.params.greedy for r in reqs):
+            kwargs["logits_processor"] = LogitsProcessorList([_row_sampler_class()(reqs)])
+        if p.stop:
+            kwargs.update(stop_strings=list(p.stop), tokenizer=tok)
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = model.generate(**kwargs)
+        latency = (time.perf_counter() - t0) / len(reqs)
+        eos = model.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        results = []
+        for row, prompt in zip(out[:, width:].tolist(), ids):
+            n, finish = len(row), "length"
+            for j, t in enumerate(row):
+                if t in eos_ids:
+                    n, finish = j + 1, "stop"
+                    break
+            if finish == "length" and pad not in eos_ids:
+                while n and row[n - 1] == pad:
+                    n -= 1
+            text = tok.decode(row[:n], skip_special_tokens=True)
+            for s in p.stop:
+                if s in text:
+                    text, finish = text[: text.index(s)], "stop"
+            results.append(Completion(text=text.strip(), prompt_tokens=len(prompt),
+                                      completion_tokens=n, latency_s=latency, finish_reason=finish))
+        return results
+
+    # -- scoring ----------------------------------------------------------------
+    def _score(self, requests: list[ScoreRequest]) -> list[Scores]:
+        import torch
+
+        bar = _bar(len(requests), progress_desc(requests))
+        out = []
+        with torch.inference_mode():
+            for r in requests:
+                out.append(self._score_shared(r))
+                if bar:
+                    bar.update(1)
+        if bar:
+            bar.close()
+        return out
+
+    def _score_inputs(self, r: ScoreRequest):
+        prompt = self._encode(self.render(r.messages))
+        conts = [self._encode(c) for c in r.continuations]
+        if any(not c for c in conts):
+            raise LLMError(f"a continuation encodes to no tokens: {r.continuations!r}")
+        return prompt, conts
+
+    def _score_shared(self, r: ScoreRequest) -> Scores:
+        """One forward pass over the prompt, its cache reused by every label."""
+        import torch
+
+        prompt, conts = self._score_inputs(r)
+        t0 = time.perf_counter()
+        dev = self._device
+        first = self.model(input_ids=torch.tensor([prompt], device=dev), use_cache=True)
+        last = torch.log_softmax(first.logits[0, -1].float(), dim=-1)
+        totals = [float(last[c[0]]) for c in conts]
+        longest = max(len(c) for c in conts)
+        if longest > 1:
+            L, P = len(conts), len(prompt)
+            pad = self.tokenizer.pad_token_id
+            past = first.past_key_values
+            past.batch_repeat_interleave(L)
+            body = torch.tensor([c + [pad] * (longest - len(c)) for c in conts], device=dev)
+            mask = torch.tensor([[1] * P + [1] * len(c) + [0] * (longest - len(c)) for c in conts],
+                                device=dev)
+            logits = self.model(input_ids=body, attention_mask=mask, past_key_values=past,
+                                use_cache=True).logits.float()
+            logp = torch.log_softmax(logits, dim=-1)
+            for j, c in enumerate(conts):
+                for t in range(1, len(c)):
+                    totals[j] += float(logp[j, t - 1, c[t]])
+        return Scores(logprobs=totals, token_counts=[len(c) for c in conts],
+                      prompt_tokens=len(prompt), latency_s=time.perf_counter() - t0)
+
+    def score_unshared(self, r: ScoreRequest) -> Scores:
+        """Reference implementation: one full forward per label (for tests and
+        the benchmark that measures what sharing the prompt saves)."""
+        import torch
+
+        prompt, conts = self._score_inputs(r)
+        t0 = time.perf_counter()
+        totals = []
+        with torch.inference_mode():
+            for c in conts:
+                ids = torch.tensor([prompt + c], device=self._device)
+                logp = torch.log_softmax(self.model(input_ids=ids).logits[0].float(), dim=-1)
+                totals.append(sum(float(logp[len(prompt) - 1 + t, c[t]]) for t in range(len(c))))
+        return Scores(logprobs=totals, token_counts=[len(c) for c in conts],
+                      prompt_tokens=len(prompt), latency_s=time.perf_counter() - t0)
+
+
+def _bar(total: int, desc: str | None):
+    if not desc or total <= 0:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False)

@@ -1,0 +1,100 @@
+"""Every prompt SEO sends, in one place.
+
+Two templates:
+
+* the **generator** prompt: the task instruction, the experience E (when
+  there is one) as a numbered list of rules, then the example;
+* the **optimizer** prompt (the paper's update step): the task, one
+  training example with its gold answer, the current experience E_t, the
+  generator's answer with E_t and, with comparison trials on, its answer
+  without E_t and the performance effect
+
+      delta_E = metric(answer with E_t) - metric(answer without E_t)
+
+  and a request for a revised experience of at most ``max_rules`` rules.
+  With ``comparison_trials=False`` (the paper's ablation) the second answer
+  and delta are left out.
+
+Edit the strings here to change what every notebook and run sends; the
+experience block and the input stay in the user turn because small models
+attend to it far more than to a system prompt.
+"""
+from __future__ import annotations
+
+from .experience import Experience
+
+GENERATOR_SYSTEM = "You are a careful assistant. Follow the instructions and rules exactly."
+
+EXPERIENCE_HEADER = "Rules learned from experience (follow them):"
+
+GENERATOR_USER = "{instruction}\n\n{experience_block}{input}"
+
+OPTIMIZER_SYSTEM = (
+    "You improve the experience of a language model: a short numbered list of general "
+    "rules that is added to its prompt to help it solve a task.")
+
+OPTIMIZER_USER = """## Task given to the model
+{instruction}
+
+## One training example
+{input}
+
+Gold answer: {gold}
+
+## Current experience
+{experience}
+
+## Model's answer WITH the current experience (score {with_score:.2f})
+{with_text}
+{comparison}
+## Your job
+Write a revised experience: at most {max_rules} short, general rules that help the model \
+answer examples like this one correctly. Keep rules that help, fix or drop rules that hurt, \
+and do not mention this particular example. Reply with the numbered list only, one rule per line."""
+
+COMPARISON = """
+## Model's answer WITHOUT any experience (score {without_score:.2f})
+{without_text}
+
+Performance effect of the current experience on this example: \
+delta = {effect:+.2f} ({verdict}).
+"""
+
+
+def experience_block(experience: Experience | None) -> str:
+    if not experience:
+        return ""
+    return f"{EXPERIENCE_HEADER}\n{experience.render()}\n\n"
+
+
+def generator_messages(instruction: str, input_text: str,
+                       experience: Experience | None = None) -> list[dict]:
+    """Chat messages for the generator; ``experience=None`` is the trial without E."""
+    user = GENERATOR_USER.format(instruction=instruction.strip(),
+                                 experience_block=experience_block(experience),
+                                 input=input_text.strip())
+    return [{"role": "system", "content": GENERATOR_SYSTEM},
+            {"role": "user", "content": user}]
+
+
+def optimizer_messages(*, instruction: str, input_text: str, gold: str,
+                       experience: Experience, with_text: str, with_score: float,
+                       max_rules: int, without_text: str | None = None,
+                       without_score: float | None = None,
+                       effect: float | None = None) -> list[dict]:
+    """Chat messages for the optimizer.  Leave ``without_text`` None to drop the
+    comparison trial and delta (the ``comparison_trials=False`` ablation)."""
+    comparison = ""
+    if without_text is not None:
+        verdict = ("the experience helped" if effect > 0 else
+                   "the experience hurt" if effect < 0 else "no difference")
+        comparison = COMPARISON.format(without_text=without_text or "(empty answer)",
+                                       without_score=without_score, effect=effect,
+                                       verdict=verdict)
+    user = OPTIMIZER_USER.format(
+        instruction=instruction.strip(), input=input_text.strip(), gold=gold,
+        experience=experience.render() if experience else "(empty: no rules yet)",
+        with_text=with_text or "(empty answer)", with_score=with_score,
+        comparison=comparison, max_rules=max_rules)
+    return [{"role": "system", "content": OPTIMIZER_SYSTEM},
+            {"role": "user", "content": user}]

@@ -1,0 +1,35 @@
+"""Shared fixtures.  Tests use only what is on the machine: the embedded model,
+the data samples named by SEO_LITE_DATA (default ../shared/data beside the
+repository) and servers on 127.0.0.1."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))           # makes `tests.support` importable
+
+os.environ.setdefault("SEO_LITE_DATA", str((REPO.parent / "shared" / "data").resolve()))
+# Converted model checkpoints are reused between test sessions; call caches are not
+# (tests that need one make their own in tmp_path).
+os.environ.setdefault("SEO_LITE_CACHE", str(REPO / ".cache" / "seo_lite"))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    d = Path(os.environ["SEO_LITE_DATA"])
+    assert d.is_dir(), f"SEO_LITE_DATA={d} is not a folder (the shared data samples)"
+    return d
+
+
+@pytest.fixture(scope="session")
+def embedded():
+    """The real embedded model, with no call cache (tests count real calls)."""
+    from seo_lite.llm import make_llm
+
+    return make_llm("embedded", cache=None)
