@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -239,10 +240,10 @@ class LLM(ABC):
     backend: str = "base"
     supports_scoring: bool = False
 
-    def __init__(self, cache: CallCache | str | None = "default"):
+    def __init__(self, cache: CallCache | str | os.PathLike | None = "default"):
         if cache == "default":
             cache = default_cache()
-        elif isinstance(cache, str):
+        elif isinstance(cache, (str, os.PathLike)):
             cache = CallCache(cache)
         self.cache: CallCache | None = cache
         self.usage = Usage()
@@ -255,8 +256,10 @@ class LLM(ABC):
         and revision or file hash, quantization, dtype, device).  Never a secret."""
 
     @abstractmethod
-    def _generate(self, requests: list[Request]) -> list[Completion]:
-        """Answer cache misses.  Must return one completion per request, in order."""
+    def _generate(self, requests: list[Request]):
+        """Answer cache misses: a list of completions in request order, or an
+        iterator of ``(index, Completion | Exception)`` as answers arrive (each is
+        cached at once; a yielded exception is raised after the rest arrived)."""
 
     def _score(self, requests: list[ScoreRequest]) -> list[Scores]:
         raise LLMError(
@@ -324,24 +327,41 @@ class LLM(ABC):
         if hits:
             self.usage.add(role, cache_hits=hits)
         if misses:
-            keys = list(misses)
-            todo = [reqs[misses[k][0]] for k in keys]
-            t0 = time.perf_counter()
-            fresh = (self._generate if kind == "generate" else self._score)(
-                _with_progress(todo, progress, kind))
-            elapsed = time.perf_counter() - t0
-            if len(fresh) != len(todo):
-                raise LLMError(f"{self.backend} returned {len(fresh)} answers for {len(todo)} requests")
-            for k, res in zip(keys, fresh):
+            self._answer_misses(reqs, misses, payloads, results, role, progress, kind)
+        return results
+
+    def _answer_misses(self, reqs, misses, payloads, results, role, progress, kind):
+        """Ask the backend; cache every answer the moment it arrives, so a crash
+        or a failing server loses at most the answers still in flight."""
+        keys = list(misses)
+        todo = [reqs[misses[k][0]] for k in keys]
+        t0 = time.perf_counter()
+        fresh = (self._generate if kind == "generate" else self._score)(
+            _with_progress(todo, progress, kind))
+        items = enumerate(fresh) if isinstance(fresh, list) else fresh
+        done, error = 0, None
+        try:
+            for j, res in items:
+                if isinstance(res, BaseException):
+                    error = error or res
+                    continue
+                k = keys[j]
                 if self.cache is not None:
                     self.cache.put(k, payloads[k], res.to_dict())
-                for j, i in enumerate(misses[k]):
-                    results[i] = res if j == 0 else _from_cache(kind, res.to_dict())
-            self.usage.add(
-                role, calls=len(todo), seconds=elapsed,
-                prompt_tokens=sum(r.prompt_tokens for r in fresh),
-                completion_tokens=sum(getattr(r, "completion_tokens", 0) for r in fresh))
-        return results
+                for n, i in enumerate(misses[k]):
+                    results[i] = res if n == 0 else _from_cache(kind, res.to_dict())
+                done += 1
+                self.usage.add(role, calls=1, prompt_tokens=res.prompt_tokens,
+                               completion_tokens=getattr(res, "completion_tokens", 0))
+        finally:
+            self.usage.add(role, seconds=time.perf_counter() - t0)
+        if error is not None:
+            if isinstance(error, LLMError):
+                raise LLMError(f"{error} ({done} of {len(todo)} answers of this call arrived "
+                               "and are cached; running again resumes from them)") from None
+            raise error
+        if done != len(todo):
+            raise LLMError(f"{self.backend} answered {done} of {len(todo)} requests")
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.name}>"
@@ -366,6 +386,16 @@ def progress_desc(items: list) -> str | None:
     return getattr(items, "desc", None) or None
 
 
+def progress_bar(items: list):
+    """A tqdm bar over ``items`` when the caller asked for progress, else None."""
+    desc = progress_desc(items)
+    if not desc or not items:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=len(items), desc=desc, leave=False)
+
+
 def _from_cache(kind: str, value: dict):
     value = dict(value)
     value["cached"] = True
@@ -377,4 +407,4 @@ def _from_cache(kind: str, value: dict):
 
 
 __all__ = ["GenParams", "Request", "ScoreRequest", "Completion", "Scores", "LLM",
-           "LLMError", "Usage", "RoleUsage", "merge_usage", "progress_desc"]
+           "LLMError", "Usage", "RoleUsage", "merge_usage", "progress_desc", "progress_bar"]

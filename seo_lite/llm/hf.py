@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .base import LLM, Completion, LLMError, Request, Scores, ScoreRequest, progress_desc
+from .base import LLM, Completion, LLMError, Request, Scores, ScoreRequest, progress_bar
 from .cache import cache_root
 
 _POOL: dict[tuple, "_Loaded"] = {}        # one copy of each model per process
@@ -188,38 +188,53 @@ def load_model(source: str, *, dtype=None, device_map=None, load_in_4bit=False,
         return loaded
 
 
+def model_identity(source: str, *, dtype=None, device_map=None, load_in_4bit=False,
+                   load_in_8bit=False, revision=None) -> dict:
+    """What identifies the model's answers, computed without loading its weights
+    (so a fully cached re-run never loads the model).  Checks that a local file
+    or folder exists."""
+    import torch
+
+    path = Path(source).expanduser()
+    if source.endswith(".gguf"):
+        if not path.is_file():
+            raise LLMError(f"model file not found: {path} (hf:<file.gguf> needs an existing file)")
+        ident = {"model": path.name, "gguf_sha256": file_sha256(path)}
+    elif source.startswith((".", "/", "~")) or path.exists():
+        if not path.is_dir() or not (path / "config.json").is_file():
+            raise LLMError(f"model folder not found or has no config.json: {path}")
+        ident = {"model": path.name, "fingerprint": _folder_fingerprint(path)}
+    else:
+        ident = {"model": source, "revision": revision or "main"}
+    on_gpu = torch.cuda.is_available() and device_map not in ("cpu",)
+    quant = "4bit-nf4" if load_in_4bit else "8bit" if load_in_8bit else None
+    ident.update({"backend": "hf", "dtype": str(_resolve_dtype(dtype, on_gpu)).replace("torch.", ""),
+                  "quantization": quant, "device": "cuda" if on_gpu else "cpu"})
+    return ident
+
+
 def _load(source, dtype, device_map, load_in_4bit, load_in_8bit, revision,
           trust_remote_code, identity_override) -> _Loaded:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     t0 = time.perf_counter()
-    on_gpu = torch.cuda.is_available() and device_map not in ("cpu",)
+    ident = model_identity(source, dtype=dtype, device_map=device_map, load_in_4bit=load_in_4bit,
+                           load_in_8bit=load_in_8bit, revision=revision)
+    on_gpu = ident["device"] == "cuda"
     converted = 0.0
-    path = Path(source).expanduser()
-    looks_local = source.endswith(".gguf") or source.startswith((".", "/", "~")) or path.exists()
+    is_hub = "revision" in ident
     if source.endswith(".gguf"):
-        if not path.is_file():
-            raise LLMError(f"model file not found: {path} (hf:<file.gguf> needs an existing file)")
-        ident = {"model": path.name, "gguf_sha256": file_sha256(path)}
-        folder, converted = convert_gguf(path)
+        folder, converted = convert_gguf(Path(source).expanduser())
         load_from = str(folder)
-    elif looks_local:
-        if not path.is_dir() or not (path / "config.json").is_file():
-            raise LLMError(f"model folder not found or has no config.json: {path}")
-        load_from = str(path)
-        ident = {"model": path.name, "fingerprint": _folder_fingerprint(path)}
     else:
-        load_from = source
-        ident = {"model": source, "revision": revision or "main"}
+        load_from = str(Path(source).expanduser()) if not is_hub else source
     torch_dtype = _resolve_dtype(dtype, on_gpu)
     kwargs: dict[str, Any] = {"dtype": torch_dtype, "revision": revision,
                               "trust_remote_code": trust_remote_code}
-    quant = None
     if load_in_4bit or load_in_8bit:
         from transformers import BitsAndBytesConfig
 
-        quant = "4bit-nf4" if load_in_4bit else "8bit"
         if load_in_4bit:
             kwargs["quantization_config"] = BitsAndBytesConfig(
                 load_in_4bit=True, bnb_4bit_quant_type="nf4",
@@ -236,8 +251,8 @@ def _load(source, dtype, device_map, load_in_4bit, load_in_8bit, revision,
                                             trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(load_from, **kwargs)
     except (OSError, ValueError) as e:
-        hint = ("" if looks_local else " Hub models need a network, and gated ones "
-                "(meta-llama/*) need an accepted licence and HF_TOKEN set in the environment.")
+        hint = (" Hub models need a network, and gated ones (meta-llama/*) need an accepted "
+                "licence and HF_TOKEN set in the environment." if is_hub else "")
         raise LLMError(f"could not load model {source!r}: {e}.{hint}") from e
     except ImportError as e:
         raise LLMError(f"could not load model {source!r}: {e} (4-bit/8-bit needs bitsandbytes)") from e
@@ -245,13 +260,6 @@ def _load(source, dtype, device_map, load_in_4bit, load_in_8bit, revision,
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
-    if not ident.get("revision") or ident.get("revision") == "main":
-        commit = getattr(model.config, "_commit_hash", None)
-        if commit and "revision" in ident:
-            ident["revision"] = commit
-    device = str(next(model.parameters()).device.type)
-    ident.update({"backend": "hf", "dtype": str(torch_dtype).replace("torch.", ""),
-                  "quantization": quant, "device": device})
     if identity_override:
         ident.update(identity_override)
     return _Loaded(model, tok, ident, time.perf_counter() - t0, converted)
@@ -316,25 +324,45 @@ class HFLLM(LLM):
             import torch
 
             torch.set_num_threads(int(num_threads))
-        self._loaded = load_model(source, dtype=dtype, device_map=device_map,
-                                  load_in_4bit=load_in_4bit, load_in_8bit=load_in_8bit,
-                                  revision=revision, trust_remote_code=trust_remote_code,
-                                  identity_override=_identity_override)
+        self._load_args = dict(dtype=dtype, device_map=device_map, load_in_4bit=load_in_4bit,
+                               load_in_8bit=load_in_8bit, revision=revision,
+                               trust_remote_code=trust_remote_code,
+                               identity_override=_identity_override)
+        if load_in_4bit and load_in_8bit:
+            raise LLMError("choose one of load_in_4bit and load_in_8bit")
+        self._identity = model_identity(source, dtype=dtype, device_map=device_map,
+                                        load_in_4bit=load_in_4bit, load_in_8bit=load_in_8bit,
+                                        revision=revision)
+        if _identity_override:
+            self._identity.update(_identity_override)
+        self._loaded: _Loaded | None = None
+
+    def load(self) -> "HFLLM":
+        """Load the weights now (otherwise they load on the first cache miss, so
+        a run answered entirely from the cache never loads the model)."""
+        if self._loaded is None:
+            self._loaded = load_model(self.source, **self._load_args)
+        return self
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded is not None
 
     @property
     def model(self):
-        return self._loaded.model
+        return self.load()._loaded.model
 
     @property
     def tokenizer(self):
-        return self._loaded.tokenizer
+        return self.load()._loaded.tokenizer
 
     @property
     def load_seconds(self) -> float:
-        return self._loaded.load_seconds
+        """Seconds the first load took (0 until loaded)."""
+        return self._loaded.load_seconds if self._loaded else 0.0
 
     def identity(self) -> dict:
-        return dict(self._loaded.identity)
+        return dict(self._identity)
 
     # -- prompts ------------------------------------------------------------------
     def render(self, messages, *, add_generation_prompt: bool = True) -> str:
@@ -355,10 +383,12 @@ class HFLLM(LLM):
         return next(self.model.parameters()).device
 
     # -- generation -----------------------------------------------------------------
-    def _generate(self, requests: list[Request]) -> list[Completion]:
+    def _generate(self, requests: list[Request]):
+        """Yield ``(index, Completion)`` batch by batch (each batch is cached as
+        soon as it is done)."""
         import torch
 
-        desc = progress_desc(requests)
+        bar = progress_bar(requests)
         encoded = [self._encode(self.render(r.messages)) for r in requests]
         # same decoding length and stop strings share a batch; longest first
         order = sorted(range(len(requests)),
@@ -373,18 +403,16 @@ class HFLLM(LLM):
                 batches[-1].append(i)
             else:
                 batches.append([i])
-        out: list[Completion | None] = [None] * len(requests)
-        bar = _bar(len(requests), desc)
-        with torch.inference_mode():
+        try:
             for b in batches:
-                for i, c in zip(b, self._generate_batch([requests[i] for i in b],
-                                                        [encoded[i] for i in b])):
-                    out[i] = c
+                with torch.inference_mode():
+                    done = self._generate_batch([requests[i] for i in b], [encoded[i] for i in b])
+                yield from zip(b, done)
                 if bar:
                     bar.update(len(b))
-        if bar:
-            bar.close()
-        return out  # type: ignore[return-value]
+        finally:
+            if bar:
+                bar.close()
 
     def _generate_batch(self, reqs: list[Request], ids: list[list[int]]) -> list[Completion]:
         import torch
@@ -429,19 +457,19 @@ class HFLLM(LLM):
         return results
 
     # -- scoring ----------------------------------------------------------------
-    def _score(self, requests: list[ScoreRequest]) -> list[Scores]:
+    def _score(self, requests: list[ScoreRequest]):
         import torch
 
-        bar = _bar(len(requests), progress_desc(requests))
-        out = []
-        with torch.inference_mode():
-            for r in requests:
-                out.append(self._score_shared(r))
+        bar = progress_bar(requests)
+        try:
+            for i, r in enumerate(requests):
+                with torch.inference_mode():
+                    yield i, self._score_shared(r)
                 if bar:
                     bar.update(1)
-        if bar:
-            bar.close()
-        return out
+        finally:
+            if bar:
+                bar.close()
 
     def _score_inputs(self, r: ScoreRequest):
         prompt = self._encode(self.render(r.messages))
@@ -494,10 +522,3 @@ class HFLLM(LLM):
         return Scores(logprobs=totals, token_counts=[len(c) for c in conts],
                       prompt_tokens=len(prompt), latency_s=time.perf_counter() - t0)
 
-
-def _bar(total: int, desc: str | None):
-    if not desc or total <= 0:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, leave=False)
