@@ -131,14 +131,25 @@ class Task:
 
     def requests(self, examples: Sequence[Example], experience: Experience | None = None):
         """The LLM requests ``predict`` sends (one per example)."""
+        return [self._request(ex, experience) for ex in examples]
+
+    def _request(self, example: Example, experience: Experience | None):
         if self.answer_mode == "score":
-            return [ScoreRequest(self.messages(ex, experience), self.labels) for ex in examples]
-        return [Request(self.messages(ex, experience), self.gen_params) for ex in examples]
+            return ScoreRequest(self.messages(example, experience), self.labels)
+        return Request(self.messages(example, experience), self.gen_params)
 
     def predict(self, llm: LLM, examples: Sequence[Example], experience: Experience | None = None,
                 *, role: str = "generator", progress: bool | str = False) -> list[Prediction]:
         """Run the generator on ``examples`` (with ``experience``, or without it)."""
-        reqs = self.requests(examples, experience)
+        return self.predict_pairs(llm, [(ex, experience) for ex in examples],
+                                  role=role, progress=progress)
+
+    def predict_pairs(self, llm: LLM, pairs: Sequence[tuple[Example, Experience | None]],
+                      *, role: str = "generator", progress: bool | str = False) -> list[Prediction]:
+        """Answer many (example, experience) pairs in one batched call: validation
+        scores every candidate on D_t this way."""
+        reqs = [self._request(ex, exp) for ex, exp in pairs]
+        examples = [ex for ex, _ in pairs]
         if self.answer_mode == "score":
             out = llm.score(reqs, role=role, progress=progress)
             preds = []

@@ -1,0 +1,312 @@
+"""One loader for every task: a local folder of JSONL files, or the Hub.
+
+``load_examples(task)`` returns the task's pool of :class:`Example` s in the
+common schema (``id``, ``input``, ``answers``, optional ``context``, ``meta``):
+
+* ``source="local"`` reads ``<folder>/<task.data_file>``, where the folder is
+  ``data_dir=`` or the environment variable ``SEO_LITE_DATA``; each line is
+  one JSON object, mapped by ``task.example_from_row(row)``;
+* ``source="hub"`` reads the original dataset with ``datasets.load_dataset``
+  as ``task.hub`` says (``path``, ``name``, ``split``, ``data_files``, or
+  ``join``: several configs zipped row by row, for multi-parallel FLORES) and
+  maps each row with ``task.example_from_hub(row, index)``.
+
+A task of your own needs only ``data_file``; rows ``{"id", "input",
+"answers"}`` (plus optional ``context`` and ``meta``) map onto Examples
+without any code (see data/README.md).
+
+``load_splits`` draws disjoint train / dev / test sets from the pool: a
+seeded shuffle of the pool's row order,
+
+    order = shuffle(range(N), seed);  train = order[:a], dev = order[a:a+b],
+    test = order[a+b:a+b+c],
+
+so the same seed gives the same ids, and two tasks read from one
+multi-parallel file (``flores:en-de``, ``flores:en-fr``) split the same rows
+the same way.  Out-of-distribution and cross-direction transfer pairs are
+data, not code: :data:`GENERALIZATION` names a training task and the tasks
+to evaluate on, and :func:`load_eval_set` draws the eval examples with the
+same seeded order, leaving out every example the training task trained or
+validated on.
+
+Every problem with the data raises :class:`DataError` (a ``ValueError``)
+saying what is wrong and where, before any model is called.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .tasks.base import Example, Task
+from .tasks.registry import get_task
+
+DATA_ENV = "SEO_LITE_DATA"
+SOURCES = ("local", "hub")
+COMMON_FIELDS = ("id", "input", "answers")
+
+
+class DataError(ValueError):
+    """Missing or malformed data, or a split that does not fit (raised before any model call)."""
+
+
+# -- where the data is -----------------------------------------------------------------------
+def data_folder(data_dir: str | os.PathLike | None = None) -> Path:
+    """The local data folder: ``data_dir`` or ``$SEO_LITE_DATA``."""
+    if data_dir is None:
+        env = os.environ.get(DATA_ENV, "").strip()
+        if not env:
+            raise DataError(f"no data folder: set the environment variable {DATA_ENV} to a folder "
+                            "of JSONL files (e.g. the shared samples), pass data_dir=..., "
+                            "or use source='hub'")
+        folder, origin = Path(env).expanduser(), f"{DATA_ENV}={env}"
+    else:
+        folder, origin = Path(data_dir).expanduser(), f"data_dir={data_dir}"
+    if not folder.exists():
+        raise DataError(f"data folder {folder} does not exist ({origin}); point {DATA_ENV} "
+                        "or data_dir= at the folder holding the JSONL files")
+    if not folder.is_dir():
+        raise DataError(f"{folder} is not a folder ({origin}); {DATA_ENV} must name the folder "
+                        "holding the JSONL files, not a file")
+    return folder
+
+
+def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> list[tuple[int, dict]]:
+    """``(line number, object)`` for each non-blank line, checking that every
+    line is a JSON object with the ``required`` fields."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path.name} line {lineno}: not valid JSON ({e.msg} at column "
+                                f"{e.colno}) in {path.parent}") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path.name} line {lineno}: expected a JSON object, "
+                                f"got {type(row).__name__}")
+            missing = [k for k in required if k not in row]
+            if missing:
+                raise DataError(f"{path.name} line {lineno}: missing field(s) "
+                                f"{', '.join(repr(k) for k in missing)} (the line has: "
+                                f"{', '.join(sorted(row)) or 'no fields'})")
+            rows.append((lineno, row))
+    if not rows:
+        raise DataError(f"{path} is empty: no examples in it")
+    return rows
+
+
+# -- one loader --------------------------------------------------------------------------------
+def _as_task(task: Task | str) -> Task:
+    return task if isinstance(task, Task) else get_task(task)
+
+
+def _row_to_example(task: Task, row: dict) -> Example:
+    mapper = getattr(task, "example_from_row", None)
+    if mapper is not None:
+        return mapper(row)
+    answers = row["answers"]
+    if isinstance(answers, str):
+        answers = [answers]
+    if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
+        raise ValueError("'answers' must be a non-empty list of strings")
+    if not isinstance(row["input"], str):
+        raise ValueError("'input' must be a string")
+    return Example(str(row["id"]), row["input"], tuple(answers), row.get("context"),
+                   dict(row.get("meta") or {}))
+
+
+def _load_local(task: Task, data_dir, limit: int | None) -> list[Example]:
+    folder = data_folder(data_dir)
+    name = getattr(task, "data_file", "")
+    if not name:
+        raise DataError(f"task {task.name!r} names no local data file (set its data_file attribute)")
+    path = folder / name
+    if not path.is_file():
+        present = sorted(p.name for p in folder.glob("*.jsonl"))
+        raise DataError(f"task {task.name!r} expects the file {name} in {folder}, which is not "
+                        f"there; JSONL files present: {', '.join(present) or 'none'}")
+    required = getattr(task, "required_fields", None) or (
+        () if getattr(task, "example_from_row", None) else COMMON_FIELDS)
+    examples, first_line = [], {}
+    for lineno, row in read_jsonl(path, tuple(required)):
+        try:
+            ex = _row_to_example(task, row)
+        except (KeyError, TypeError, ValueError) as e:
+            raise DataError(f"{name} line {lineno}: {e}") from None
+        if ex.id in first_line:
+            raise DataError(f"{name} line {lineno}: duplicate id {ex.id!r} (first on line "
+                            f"{first_line[ex.id]}); ids must be unique for disjoint splits")
+        first_line[ex.id] = lineno
+        examples.append(ex)
+        if limit is not None and len(examples) >= limit:
+            break
+    return examples
+
+
+def _hub_load(path: str, **kwargs):
+    from datasets import load_dataset
+
+    try:
+        return load_dataset(path, **kwargs)
+    except Exception as e:                      # network, gated repo, unknown config, ...
+        error = e
+        # datasets >= 4 refuses loading scripts; the Hub keeps a Parquet copy of most
+        if "script" in str(e).lower() and "revision" not in kwargs:
+            try:
+                return load_dataset(path, revision="refs/convert/parquet", **kwargs)
+            except Exception as e2:
+                error = e2
+    raise DataError(f"could not load {path} {kwargs} from the Hugging Face Hub "
+                    f"({type(error).__name__}: {str(error)[:300]}). Offline, use source='local' "
+                    f"with {DATA_ENV} pointing at the JSONL samples.")
+
+
+def _load_hub(task: Task, limit: int | None) -> list[Example]:
+    spec: dict[str, Any] = dict(getattr(task, "hub", None) or {})
+    if not spec or "path" not in spec or not hasattr(task, "example_from_hub"):
+        raise DataError(f"task {task.name!r} has no Hub source; use source='local'")
+    split = spec.get("split", "test") + (f"[:{limit}]" if limit is not None else "")
+    if spec.get("join"):
+        tables = [_hub_load(spec["path"], name=cfg, split=split) for cfg in spec["join"]]
+        if len({len(t) for t in tables}) != 1:
+            raise DataError(f"{spec['path']}: configs {spec['join']} differ in length; "
+                            "they must be row-aligned")
+        rows = [dict(zip(spec["join"], parts)) for parts in zip(*tables)]
+    else:
+        kwargs = {k: spec[k] for k in ("name", "data_files", "revision") if k in spec}
+        rows = _hub_load(spec["path"], split=split, **kwargs)
+    examples = []
+    for i, row in enumerate(rows):
+        try:
+            examples.append(task.example_from_hub(row, i))
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise DataError(f"{spec['path']} row {i} does not map onto {task.name!r} "
+                            f"({type(e).__name__}: {e}); has the dataset changed?") from None
+    return examples
+
+
+def load_examples(task: Task | str, *, source: str = "local",
+                  data_dir: str | os.PathLike | None = None,
+                  limit: int | None = None) -> list[Example]:
+    """The task's pool of examples, in file (or dataset) order."""
+    if source not in SOURCES:
+        raise DataError(f"unknown source {source!r}; use one of {SOURCES}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise DataError(f"limit must be a positive integer or None, got {limit!r}")
+    task = _as_task(task)
+    return _load_hub(task, limit) if source == "hub" else _load_local(task, data_dir, limit)
+
+
+# -- seeded, disjoint splits -------------------------------------------------------------------
+@dataclass
+class Splits:
+    """Disjoint train / dev / test examples of one task, drawn with one seed."""
+
+    task: str
+    seed: int
+    train: list[Example] = field(default_factory=list)
+    dev: list[Example] = field(default_factory=list)
+    test: list[Example] = field(default_factory=list)
+    source: str = "local"
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "dev": len(self.dev), "test": len(self.test)}
+
+    def to_dict(self) -> dict:
+        """The ids of each split (what a run directory records)."""
+        return {"task": self.task, "seed": self.seed, "source": self.source,
+                "train": [ex.id for ex in self.train], "dev": [ex.id for ex in self.dev],
+                "test": [ex.id for ex in self.test]}
+
+
+def seeded_order(n: int, seed: int) -> list[int]:
+    """A permutation of ``range(n)`` that depends only on ``n`` and ``seed``."""
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return order
+
+
+def _check_sizes(**sizes) -> None:
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise DataError(f"split size {name} must be an integer >= 0, got {value!r}")
+
+
+def _too_few(task: Task, asked: str, total: int, available: int, source: str) -> DataError:
+    if source == "local":
+        where = getattr(task, "data_file", "")
+    else:
+        where = (getattr(task, "hub", None) or {}).get("path")
+    return DataError(f"asked for {asked} = {total} examples of {task.name!r}, but {where} "
+                     f"has only {available}; ask for fewer or use the full dataset")
+
+
+def load_splits(task: Task | str, *, train: int, dev: int, test: int, seed: int = 0,
+                source: str = "local", data_dir: str | os.PathLike | None = None) -> Splits:
+    """Disjoint train / dev / test splits of the requested sizes, reproducible for a seed."""
+    _check_sizes(train=train, dev=dev, test=test)
+    task = _as_task(task)
+    pool = load_examples(task, source=source, data_dir=data_dir)
+    total = train + dev + test
+    if total > len(pool):
+        raise _too_few(task, f"train={train} + dev={dev} + test={test}", total, len(pool), source)
+    shuffled = [pool[i] for i in seeded_order(len(pool), seed)]
+    return Splits(task.name, seed, shuffled[:train], shuffled[train:train + dev],
+                  shuffled[train + dev:total], source)
+
+
+# -- out-of-distribution and transfer pairs, as data --------------------------------------------
+GENERALIZATION: dict[str, dict[str, Any]] = {
+    # learn on HotpotQA, test on another multi-hop dataset
+    "ood_hotpotqa_to_2wiki": {"train": "hotpotqa_closedbook", "eval": ["2wikimultihopqa"]},
+    # learn on one news test set, test on FLORES (Wikipedia-style sentences)
+    "ood_wmt23_to_flores_de-en": {"train": "wmt23:de-en", "eval": ["flores:de-en"]},
+    # learn one translation direction, test on others (same FLORES sentences file)
+    "transfer_flores_en-de": {"train": "flores:en-de",
+                              "eval": ["flores:en-fr", "flores:en-cs", "flores:en-ru",
+                                       "flores:en-zh", "flores:en-ja"]},
+    "transfer_flores_de-en": {"train": "flores:de-en",
+                              "eval": ["flores:fr-en", "flores:cs-en", "flores:ru-en",
+                                       "flores:zh-en", "flores:ja-en"]},
+}
+
+
+def load_eval_set(pair: str, eval_task: Task | str, *, size: int, train: int, dev: int,
+                  seed: int = 0, source: str = "local",
+                  data_dir: str | os.PathLike | None = None) -> list[Example]:
+    """``size`` examples of ``eval_task`` for the generalization ``pair``.
+
+    ``train`` / ``dev`` / ``seed`` are those of the training task's
+    :func:`load_splits`; every example it trained or validated on (same id,
+    or same input text) is left out, and the rest is taken in the same
+    seeded order -- so for two directions of one multi-parallel file the
+    eval examples are exactly the training task's test rows."""
+    if pair not in GENERALIZATION:
+        raise DataError(f"unknown generalization pair {pair!r}; known: {', '.join(GENERALIZATION)}")
+    _check_sizes(size=size, train=train, dev=dev)
+    spec = GENERALIZATION[pair]
+    target = _as_task(eval_task)
+    allowed = {get_task(n).name for n in spec["eval"]}
+    if target.name not in allowed:
+        raise DataError(f"{pair!r} evaluates on {', '.join(sorted(allowed))}, not {target.name!r}")
+    seen = load_splits(spec["train"], train=train, dev=dev, test=0, seed=seed, source=source,
+                       data_dir=data_dir)
+    seen_ids = {ex.id for ex in seen.train + seen.dev}
+    seen_inputs = {" ".join(ex.input.split()) for ex in seen.train + seen.dev}
+    pool = load_examples(target, source=source, data_dir=data_dir)
+    fresh = [pool[i] for i in seeded_order(len(pool), seed)
+             if pool[i].id not in seen_ids and " ".join(pool[i].input.split()) not in seen_inputs]
+    if size > len(fresh):
+        raise _too_few(target, f"size={size} (after leaving out the {len(seen_ids)} examples "
+                       f"{spec['train']} trained and validated on)", size, len(fresh), source)
+    return fresh[:size]
+
+
+__all__ = ["DataError", "DATA_ENV", "SOURCES", "Splits", "GENERALIZATION", "data_folder",
+           "read_jsonl", "load_examples", "load_splits", "load_eval_set", "seeded_order"]

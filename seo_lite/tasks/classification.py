@@ -1,0 +1,169 @@
+"""Text classification: SST-2 (sentiment), TREC (question type), AG News (topic).
+
+Each class is verbalized as one lowercase word, and ``labels`` is that tuple.
+Two answer modes (see :class:`seo_lite.tasks.base.Task`):
+
+* ``"generate"`` -- the paper's setting: the model writes free text and
+  :meth:`Classification.parse_answer` finds the first label word or synonym
+  in it (case-insensitive, whole words; "Positive." and "The sentiment is
+  positive" both give ``positive``); a reply without one parses to "" and
+  scores 0;
+* ``"score"`` -- the label with the highest log-likelihood after the prompt,
+  ``argmax_y log p(y | prompt)``, as evaluation harnesses do; the small
+  embedded model only shows experience effects this way.
+
+Per-example score: 1 if the label is right, else 0.  Corpus metrics:
+accuracy and macro-F1 over the label set, in percent.
+
+Verbalizers.  SST-2: negative / positive.  TREC coarse classes (ABBR, ENTY,
+DESC, HUM, LOC, NUM): abbreviation, entity, description, human, location,
+number (the data's ``label_text`` says "numeric"; "number" is the plain noun
+like the other five, and "numeric" is accepted as a synonym).  AG News (World,
+Sports, Business, Sci/Tech): world, sports, business, technology -- one word
+each, so that label scoring does not penalise a multi-token label.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Sequence
+
+from .base import Example, Task
+from .metrics import accuracy, macro_f1
+from ..llm.base import GenParams
+
+
+class Classification(Task):
+    """A closed label set; ``synonyms`` maps each label to extra words that mean it."""
+
+    family = "classification"
+    metric_names = ("accuracy", "macro_f1")
+    primary_metric = "accuracy"
+    gen_params = GenParams(max_new_tokens=12)
+    labels: tuple[str, ...] = ()
+    synonyms: dict[str, tuple[str, ...]] = {}
+    input_label: str = "Text"
+    data_file: str = ""
+    required_fields: tuple[str, ...] = ("id", "text", "label")
+    hub: dict[str, Any] = {}
+
+    def __init__(self, *, data_file: str | None = None, **options):
+        super().__init__(**options)
+        if data_file is not None:
+            self.data_file = data_file
+        words = []
+        for label in self.labels:
+            for w in (label, *self.synonyms.get(label, ())):
+                words.append((w.lower(), label))
+        words.sort(key=lambda wl: -len(wl[0]))          # "sci/tech" before "tech"
+        alternation = "|".join(re.escape(w) for w, _ in words)
+        self._word_to_label = dict(words)
+        self._pattern = re.compile(rf"(?<![a-z0-9])({alternation})(?![a-z0-9])", re.IGNORECASE)
+
+    # prompt and answer
+    def format_input(self, example: Example) -> str:
+        return f"{self.input_label}: {example.input}"
+
+    def parse_answer(self, text: str) -> str:
+        """The first label (or synonym) mentioned in ``text``; "" if none."""
+        m = self._pattern.search(text or "")
+        return self._word_to_label[m.group(1).lower()] if m else ""
+
+    # metrics
+    def score(self, answer: str, example: Example) -> float:
+        return float(answer.strip().lower() == example.gold)
+
+    def corpus_metrics(self, answers: Sequence[str], examples: Sequence[Example]) -> dict[str, float]:
+        if len(answers) != len(examples):
+            raise ValueError(f"{len(answers)} answers for {len(examples)} examples")
+        preds = [a.strip().lower() for a in answers]
+        golds = [ex.gold for ex in examples]
+        n = len(examples)
+        return {"accuracy": accuracy(preds, golds), "macro_f1": macro_f1(preds, golds, self.labels),
+                "score": (sum(p == g for p, g in zip(preds, golds)) / n) if n else 0.0}
+
+    # data
+    def label_of(self, row: dict) -> str:
+        """The verbalized gold label of a local JSONL row."""
+        label = row["label"]
+        if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < len(self.labels):
+            raise ValueError(f"'label' must be an integer 0..{len(self.labels) - 1}, got {label!r}")
+        return self.labels[label]
+
+    def example_from_row(self, row: dict) -> Example:
+        text = row["text"]
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("'text' must be a non-empty string")
+        return Example(str(row["id"]), text, (self.label_of(row),))
+
+    def example_from_hub(self, row: dict, index: int) -> Example:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "data_file": self.data_file, "hub": dict(self.hub)}
+
+
+class SST2(Classification):
+    name = "sst2"
+    labels = ("negative", "positive")
+    synonyms = {"negative": ("neg",), "positive": ("pos",)}
+    instruction = ("Classify the sentiment of the movie review as positive or negative. "
+                   "Reply with one word: positive or negative.")
+    input_label = "Review"
+    data_file = "sst2_test_300.jsonl"
+    hub = {"path": "SetFit/sst2", "split": "test"}         # text, label (0 neg, 1 pos)
+
+    def example_from_hub(self, row: dict, index: int) -> Example:
+        return Example(f"sst2_test_{index}", row["text"], (self.labels[int(row["label"])],))
+
+
+TREC_COARSE = ("ABBR", "ENTY", "DESC", "HUM", "LOC", "NUM")   # the dataset's class order
+
+
+class TREC(Classification):
+    name = "trec"
+    labels = ("abbreviation", "entity", "description", "human", "location", "number")
+    synonyms = {"abbreviation": ("abbr", "acronym", "abbreviations"),
+                "entity": ("entities", "enty"),
+                "description": ("desc", "definition", "descriptive"),
+                "human": ("person", "people", "hum"),
+                "location": ("place", "loc", "locations"),
+                "number": ("numeric", "numerical", "num", "quantity")}
+    instruction = ("Classify the question by the type of answer it asks for: abbreviation, "
+                   "entity, description, human, location or number. "
+                   "Reply with one word from that list.")
+    input_label = "Question"
+    data_file = "trec_test_300.jsonl"
+    required_fields = ("id", "text", "label_coarse")
+    # CogComp/trec: text, coarse_label (class index in TREC_COARSE order), fine_label
+    hub = {"path": "CogComp/trec", "split": "test"}
+
+    def label_of(self, row: dict) -> str:
+        code = row["label_coarse"]
+        if code not in TREC_COARSE:
+            raise ValueError(f"'label_coarse' must be one of {', '.join(TREC_COARSE)}, got {code!r}")
+        return self.labels[TREC_COARSE.index(code)]
+
+    def example_from_hub(self, row: dict, index: int) -> Example:
+        return Example(f"trec_test_{index}", row["text"], (self.labels[int(row["coarse_label"])],),
+                       None, {"fine_label": row.get("fine_label")})
+
+
+class AGNews(Classification):
+    name = "ag_news"
+    labels = ("world", "sports", "business", "technology")
+    synonyms = {"world": ("world news", "international"),
+                "sports": ("sport",),
+                "business": ("economy", "economics", "finance"),
+                "technology": ("sci/tech", "science/technology", "science", "tech")}
+    instruction = ("Classify the news article by topic: world, sports, business or technology. "
+                   "Reply with one word from that list.")
+    input_label = "Article"
+    data_file = "ag_news_test_300.jsonl"
+    # fancyzhx/ag_news: text, label (0 World, 1 Sports, 2 Business, 3 Sci/Tech)
+    hub = {"path": "fancyzhx/ag_news", "split": "test"}
+
+    def example_from_hub(self, row: dict, index: int) -> Example:
+        return Example(f"agnews_test_{index}", row["text"], (self.labels[int(row["label"])],))
+
+
+__all__ = ["Classification", "SST2", "TREC", "AGNews", "TREC_COARSE"]

@@ -1,0 +1,165 @@
+"""Task names -> Task objects: ``get_task("trec", answer_mode="score")``.
+
+A name maps to a *factory*, any callable that takes keyword options and
+returns a :class:`~seo_lite.tasks.base.Task`.  Built in:
+
+* ``hotpotqa`` (distractor: question + 10 paragraphs), ``hotpotqa_closedbook``,
+  ``2wikimultihopqa``;
+* ``sst2``, ``trec``, ``ag_news``;
+* ``wmt23:<src>-<tgt>`` for de-en, en-cs, en-de, en-ja, en-ru, en-zh, ja-en, zh-en;
+* ``flores:<src>-<tgt>`` for any two FLORES-200 columns, named by short codes
+  (``flores:en-de``) or FLORES codes (``flores:eng_Latn-deu_Latn``); the
+  task's canonical name uses short codes where there is one.
+
+Your own task: ``register_task("my_task", MyTask)`` (see data/README.md).
+Unknown names, options and language codes raise :class:`TaskError` listing
+what is valid, before any data is read or any model is called.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Callable
+
+from .base import Task, TaskError
+from .classification import AGNews, SST2, TREC
+from .multihop_qa import HotpotQAClosedBook, HotpotQADistractor, TwoWikiMultihopQA
+from .translation import LANGUAGES, WMT23_DIRECTIONS, Translation, valid_language_codes
+
+TaskFactory = Callable[..., Task]
+FLORES_PREFIX = "flores:"
+
+
+def _wmt23(pair: str) -> TaskFactory:
+    src, tgt = pair.split("-")
+
+    def make(**options) -> Task:
+        return Translation(src, tgt, dataset="wmt23", **options)
+    make.__name__ = f"wmt23_{src}_{tgt}"
+    make.__signature__ = _options_signature(Translation)
+    return make
+
+
+def _options_signature(cls) -> inspect.Signature:
+    """The keyword options a task class takes, for error messages."""
+    names = []
+    for klass in cls.__mro__:
+        if "__init__" in vars(klass):
+            for p in inspect.signature(klass.__init__).parameters.values():
+                if p.kind == p.KEYWORD_ONLY and p.name not in ("dataset",) and p.name not in names:
+                    names.append(p.name)
+    return inspect.Signature([inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None)
+                              for n in names])
+
+
+_BUILTIN: dict[str, TaskFactory] = {
+    "hotpotqa": HotpotQADistractor,
+    "hotpotqa_closedbook": HotpotQAClosedBook,
+    "2wikimultihopqa": TwoWikiMultihopQA,
+    "sst2": SST2,
+    "trec": TREC,
+    "ag_news": AGNews,
+    **{f"wmt23:{pair}": _wmt23(pair) for pair in WMT23_DIRECTIONS},
+}
+_USER: dict[str, TaskFactory] = {}
+
+
+def register_task(name: str, factory: TaskFactory, *, overwrite: bool = False) -> None:
+    """Make ``get_task(name, **options)`` call ``factory(**options)``."""
+    if not isinstance(name, str) or not name.strip() or name != name.strip():
+        raise TaskError(f"a task name is a non-empty string without surrounding spaces, got {name!r}")
+    if not callable(factory):
+        raise TaskError(f"the factory for {name!r} must be callable (a Task subclass or a function)")
+    if name.startswith(FLORES_PREFIX) or name in _BUILTIN:
+        raise TaskError(f"{name!r} is a built-in task name; choose another")
+    if name in _USER and not overwrite:
+        raise TaskError(f"task {name!r} is already registered; pass overwrite=True to replace it")
+    _USER[name] = factory
+
+
+def unregister_task(name: str) -> None:
+    """Remove a task added with :func:`register_task` (tests, notebooks)."""
+    if name not in _USER:
+        raise TaskError(f"{name!r} is not a registered user task")
+    del _USER[name]
+
+
+def list_tasks(*, flores: str = "en") -> list[str]:
+    """Every task name ``get_task`` knows: built-ins, the WMT23 directions,
+    FLORES pairs, then user tasks.  FLORES takes any two of its columns; the
+    list shows the pairs out of English (``flores="en"``), none
+    (``flores="none"``) or out of and into English (``flores="both"``)."""
+    if flores not in ("en", "none", "both"):
+        raise TaskError(f"flores must be 'en', 'none' or 'both', got {flores!r}")
+    names = list(_BUILTIN)
+    others = [c for c in LANGUAGES if c != "en"]
+    if flores in ("en", "both"):
+        names += [f"flores:en-{c}" for c in others]
+    if flores == "both":
+        names += [f"flores:{c}-en" for c in others]
+    return names + list(_USER)
+
+
+def _flores_factory(name: str) -> TaskFactory:
+    pair = name[len(FLORES_PREFIX):]
+    # split at the hyphen that leaves two known codes ("en-zh-Hant" -> en, zh-Hant)
+    cuts = [i for i, ch in enumerate(pair) if ch == "-"]
+    errors = []
+    for i in cuts:
+        src, tgt = pair[:i], pair[i + 1:]
+        try:
+            Translation(src, tgt, dataset="flores")        # validates both codes
+        except TaskError as e:
+            errors.append(str(e))
+            continue
+
+        def make(**options) -> Task:
+            return Translation(src, tgt, dataset="flores", **options)
+        make.__signature__ = _options_signature(Translation)
+        return make
+    if not cuts:
+        raise TaskError(f"{name!r}: write FLORES tasks as flores:<src>-<tgt>, e.g. flores:en-de; "
+                        f"language codes: {', '.join(valid_language_codes())}")
+    raise TaskError(f"{name!r}: {errors[-1]}")
+
+
+def get_task(name: str, **options) -> Task:
+    """A new Task for ``name``; ``options`` go to its constructor
+    (``answer_mode``, ``instruction``, ``max_new_tokens`` and the family's own)."""
+    if isinstance(name, Task):
+        if options:
+            raise TaskError("options apply when building a task from its name, not to a Task object")
+        return name
+    if not isinstance(name, str):
+        raise TaskError(f"a task name is a string, got {type(name).__name__}")
+    key = name.strip()
+    factory = _USER.get(key) or _BUILTIN.get(key) or _BUILTIN.get(key.lower())
+    if factory is None and key.lower().startswith(FLORES_PREFIX):
+        factory = _flores_factory(FLORES_PREFIX + key[len(FLORES_PREFIX):])
+    if factory is None and key.lower().startswith("wmt23:"):
+        raise TaskError(f"unknown task {name!r}: the WMT23 directions are "
+                        f"{', '.join('wmt23:' + p for p in WMT23_DIRECTIONS)}")
+    if factory is None:
+        raise TaskError(f"unknown task {name!r}; valid names: {', '.join(list_tasks(flores='none'))}, "
+                        "or flores:<src>-<tgt> (e.g. flores:en-de)")
+    try:
+        task = factory(**options)
+    except TypeError as e:
+        valid = _valid_options(factory)
+        raise TaskError(f"bad option for task {key!r} ({e}); valid options: "
+                        f"{', '.join(valid) or '(none)'}") from None
+    if not isinstance(task, Task):
+        raise TaskError(f"the factory for {key!r} returned {type(task).__name__}, not a Task")
+    return task
+
+
+def _valid_options(factory: TaskFactory) -> list[str]:
+    try:
+        sig = (_options_signature(factory) if inspect.isclass(factory)
+               else inspect.signature(factory))
+    except (TypeError, ValueError):
+        return []
+    return [p.name for p in sig.parameters.values()
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"]
+
+
+__all__ = ["get_task", "list_tasks", "register_task", "unregister_task", "TaskFactory"]

@@ -1,0 +1,265 @@
+"""Task families: names, prompts, answer parsing, scores; two runs of the real
+embedded model (label scoring on TREC, free generation on SST-2)."""
+from __future__ import annotations
+
+import pytest
+
+from seo_lite.data import load_examples
+from seo_lite.tasks import (Example, Prediction, Task, TaskError, get_task, list_tasks,
+                            register_task, unregister_task)
+from seo_lite.tasks.metrics import normalize_answer
+
+FLORES_SAMPLES = ["flores:de-fr", "flores:eng_Latn-jpn_Jpan", "flores:zh-en", "flores:en-zh-Hant",
+                  "flores:ko-en"]
+N = 25                      # examples per task in the load-and-score test
+
+
+def _wrong_answer(task: Task, ex: Example, pool: list[Example]) -> str:
+    """Another example's gold answer that is really different from this one's."""
+    mine = {normalize_answer(a) for a in ex.answers}
+    for other in pool:
+        if normalize_answer(other.gold) not in mine and other.gold not in ex.answers:
+            return other.gold
+    return "zzz"
+
+
+@pytest.mark.parametrize("name", list_tasks(flores="none") + FLORES_SAMPLES)
+def test_task_loads_and_scores_gold_at_one(name, data_dir):
+    task = get_task(name)
+    examples = load_examples(task, limit=N)
+    assert len(examples) == N
+    assert len({ex.id for ex in examples}) == N
+    for ex in examples:
+        assert ex.input.strip() and ex.gold.strip()
+        assert task.score(ex.gold, ex) == pytest.approx(1.0)
+        assert task.score(_wrong_answer(task, ex, examples), ex) < 1.0
+        assert 0.0 <= task.score("", ex) < 1.0
+    gold = task.corpus_metrics([ex.gold for ex in examples], examples)
+    assert set(task.metric_names) <= set(gold)
+    assert all(gold[m] == pytest.approx(100) for m in task.metric_names)
+    assert gold["score"] == pytest.approx(1.0)
+    wrong = task.corpus_metrics([_wrong_answer(task, ex, examples) for ex in examples], examples)
+    assert all(wrong[m] < 100 for m in task.metric_names)
+    # the prompt: instruction, then the input
+    user = task.messages(examples[0])[-1]["content"]
+    assert task.instruction in user and examples[0].input[:40] in user
+
+
+def test_listed_names_are_canonical():
+    names = list_tasks()
+    assert "trec" in names and "wmt23:zh-en" in names and "flores:en-de" in names
+    for name in names:
+        assert get_task(name).name == name
+    assert get_task("flores:eng_Latn-deu_Latn").name == "flores:en-de"
+    assert get_task("FLORES:DE-en").name == "flores:de-en"
+    assert len(list_tasks(flores="both")) > len(list_tasks()) > len(list_tasks(flores="none"))
+
+
+def test_unknown_names_and_codes_list_valid_ones():
+    with pytest.raises(TaskError, match=r"unknown task 'nope'.*trec.*flores:<src>-<tgt>"):
+        get_task("nope")
+    with pytest.raises(TaskError, match=r"wmt23:de-en.*wmt23:zh-en"):
+        get_task("wmt23:fr-en")
+    with pytest.raises(TaskError, match=r"unknown language code 'xx'.*de.*deu_Latn"):
+        get_task("flores:en-xx")
+    with pytest.raises(TaskError, match="flores:<src>-<tgt>"):
+        get_task("flores:ende")
+    with pytest.raises(TaskError, match="same language"):
+        get_task("flores:en-eng_Latn")
+    with pytest.raises(TaskError, match=r"bad option.*valid options: .*answer_mode"):
+        get_task("trec", colour="blue")
+    with pytest.raises(TaskError, match="no label set"):
+        get_task("hotpotqa", answer_mode="score")
+    with pytest.raises(TaskError, match="example_metric"):
+        get_task("hotpotqa", example_metric="bleu")
+
+
+# -- multi-hop QA -----------------------------------------------------------------------------
+def test_hotpotqa_distractor_renders_ten_paragraphs(data_dir):
+    task = get_task("hotpotqa")
+    ex = load_examples(task, limit=1)[0]
+    blocks = ex.context.split("\n\n")
+    assert len(blocks) == 10
+    assert blocks[0].startswith("Constantin Medien: Constantin Medien AG")
+    prompt = task.format_input(ex)
+    assert prompt.startswith("Paragraphs:\n") and prompt.endswith(f"Question: {ex.input}")
+    closed = get_task("hotpotqa_closedbook")
+    assert closed.format_input(load_examples(closed, limit=1)[0]).startswith("Question: ")
+    assert "short answer" in task.instruction
+
+
+@pytest.mark.parametrize("reply, answer", [
+    ("Answer: Paris.", "Paris"),
+    ('The answer is "Gesellschaft mit beschränkter Haftung".', "Gesellschaft mit beschränkter Haftung"),
+    ("Paris. It is the capital of France.", "Paris"),
+    ("St. Louis, Missouri", "St. Louis, Missouri"),
+    ("J. K. Rowling. She wrote it.", "J. K. Rowling"),
+    ("Yes, both bands are from the United States.", "yes"),
+    ("No.", "no"),
+    ("**Final answer:** 1994", "1994"),
+    ("Based on the paragraphs, the answer is Creature Comforts.\nExplanation: it is.",
+     "Creature Comforts"),
+    ("Question: who?\nAnswer: Marie Curie", "Marie Curie"),
+    ("Answer:\nMarie Curie.", "Marie Curie"),
+    ("'Animal Farm'", "Animal Farm"),
+    ("It sold 2.5 million copies. Then it stopped.", "It sold 2.5 million copies"),
+    ("", ""),
+    ("   \n ", ""),
+])
+def test_qa_parse_answer(reply, answer):
+    assert get_task("hotpotqa_closedbook").parse_answer(reply) == answer
+
+
+def test_qa_example_metric_option():
+    ex = Example("q1", "Who?", ("Eiffel Tower", "the tower"))
+    assert get_task("2wikimultihopqa").score("Eiffel", ex) == pytest.approx(2 / 3)
+    assert get_task("2wikimultihopqa", example_metric="em").score("Eiffel", ex) == 0.0
+    assert get_task("2wikimultihopqa", example_metric="em").score("The Tower!", ex) == 1.0
+
+
+# -- translation ------------------------------------------------------------------------------
+def test_translation_names_languages_in_words():
+    task = get_task("wmt23:de-en")
+    assert "German" in task.instruction and "English" in task.instruction
+    assert "Traditional Chinese" in get_task("flores:en-zh-Hant").instruction
+    assert get_task("wmt23:en-zh").bleu_tokenize == "zh"
+    assert get_task("flores:en-ja").bleu_tokenize in ("ja-mecab", "char")
+    assert get_task("wmt23:en-de").bleu_tokenize == "13a"
+    assert get_task("flores:en-de", bleu_tokenize="intl").bleu_tokenize == "intl"
+
+
+@pytest.mark.parametrize("reply, answer", [
+    ("Here is the translation:\n\nDie Katze sitzt auf der Matte.", "Die Katze sitzt auf der Matte."),
+    ("German: Die Katze sitzt.", "Die Katze sitzt."),
+    ('Translation: "Die Katze."', "Die Katze."),
+    ('"Die Katze sitzt."\n\nNote: I translated it literally.', "Die Katze sitzt."),
+    ("Sure! Here's the German translation:\nDie Katze sitzt.\n(Note: informal register)",
+     "Die Katze sitzt."),
+    ("**Translation:** Die Katze", "Die Katze"),
+    ("„Die Katze“", "Die Katze"),
+    ('Er sagte "nein" und "ja".', 'Er sagte "nein" und "ja".'),
+    ("", ""),
+])
+def test_translation_parse_answer(reply, answer):
+    assert get_task("wmt23:en-de").parse_answer(reply) == answer
+
+
+def test_translation_partial_credit_is_between_zero_and_one():
+    task = get_task("wmt23:en-de")
+    ex = Example("t", "The cat sits on the mat.", ("Die Katze sitzt auf der Matte.",))
+    partial = task.score("Die Katze sitzt.", ex)
+    assert 0.0 < partial < task.score("Die Katze sitzt auf der Matte", ex) < 1.0
+
+
+# -- classification ---------------------------------------------------------------------------
+def test_classification_labels():
+    assert get_task("sst2").labels == ("negative", "positive")
+    assert get_task("trec").labels == ("abbreviation", "entity", "description", "human",
+                                       "location", "number")
+    assert get_task("ag_news").labels == ("world", "sports", "business", "technology")
+    trec = load_examples("trec")
+    assert {ex.gold for ex in trec} == set(get_task("trec").labels)
+    assert {ex.gold for ex in load_examples("ag_news")} == set(get_task("ag_news").labels)
+
+
+@pytest.mark.parametrize("name, reply, label", [
+    ("sst2", "Positive", "positive"),
+    ("sst2", "negative.", "negative"),
+    ("sst2", "The sentiment of this review is negative.", "negative"),
+    ("sst2", "I would say it is POSITIVE!", "positive"),
+    ("sst2", "Sentiment: neg", "negative"),
+    ("sst2", "Positive. Although parts are negative, overall it is good.", "positive"),
+    ("sst2", "neutral", ""),
+    ("sst2", "I cannot tell.", ""),
+    ("sst2", "positively", ""),                       # whole words only
+    ("trec", "Location", "location"),
+    ("trec", "This question asks for a number (a date).", "number"),
+    ("trec", "numeric", "number"),
+    ("trec", "HUMAN", "human"),
+    ("trec", "The answer type is: description", "description"),
+    ("trec", "Category: Entity.", "entity"),
+    ("trec", "It asks for a person.", "human"),
+    ("ag_news", "Sci/Tech", "technology"),
+    ("ag_news", "Topic: science and technology", "technology"),
+    ("ag_news", "This article is about business.", "business"),
+    ("ag_news", "Sports", "sports"),
+    ("ag_news", "World", "world"),
+])
+def test_classification_parse_answer_generate_mode(name, reply, label):
+    task = get_task(name)
+    assert task.parse_answer(reply) == label
+    ex = Example("x", "text", (label or "positive",))
+    assert task.score(task.parse_answer(reply), ex) == (1.0 if label else 0.0)
+
+
+# -- your own task ----------------------------------------------------------------------------
+class Capitals(Task):
+    """A user task: short answers, exact match."""
+
+    name = "capitals"
+    family = "qa"
+    instruction = "Name the capital city. Reply with the city only."
+    data_file = "capitals.jsonl"
+    metric_names = ("accuracy",)
+
+    def score(self, answer, example):
+        return float(answer.strip().lower() in {a.lower() for a in example.answers})
+
+    def corpus_metrics(self, answers, examples):
+        s = [self.score(a, ex) for a, ex in zip(answers, examples)]
+        return {"accuracy": 100 * sum(s) / len(s), "score": sum(s) / len(s)}
+
+
+def test_register_your_own_task(tmp_path):
+    (tmp_path / "capitals.jsonl").write_text(
+        '{"id": "c1", "input": "France", "answers": ["Paris"]}\n'
+        '{"id": "c2", "input": "Japan", "answers": ["Tokyo", "Tōkyō"]}\n', encoding="utf-8")
+    register_task("capitals", Capitals)
+    try:
+        assert "capitals" in list_tasks()
+        task = get_task("capitals")
+        examples = load_examples(task, data_dir=tmp_path)
+        assert [ex.answers for ex in examples] == [("Paris",), ("Tokyo", "Tōkyō")]
+        assert task.score("tokyo", examples[1]) == 1.0
+        with pytest.raises(TaskError, match="already registered"):
+            register_task("capitals", Capitals)
+        register_task("capitals", Capitals, overwrite=True)
+    finally:
+        unregister_task("capitals")
+    assert "capitals" not in list_tasks()
+    with pytest.raises(TaskError, match="built-in"):
+        register_task("trec", Capitals)
+    with pytest.raises(TaskError, match="not a Task"):
+        register_task("broken", lambda **kw: "not a task")
+        try:
+            get_task("broken")
+        finally:
+            unregister_task("broken")
+
+
+# -- the real embedded model ------------------------------------------------------------------
+@pytest.mark.slow
+def test_score_mode_with_embedded_model(embedded, data_dir):
+    task = get_task("trec", answer_mode="score")
+    examples = load_examples(task, limit=3)
+    preds = task.predict(embedded, examples)
+    assert len(preds) == 3
+    for p, ex in zip(preds, examples):
+        assert isinstance(p, Prediction) and p.example_id == ex.id
+        assert p.answer in task.labels and p.score in (0.0, 1.0)
+        assert p.label_logprobs is not None and len(p.label_logprobs) == len(task.labels)
+        assert p.answer == task.labels[max(range(6), key=lambda i: p.label_logprobs[i])]
+    metrics = task.evaluate_predictions(preds, examples)
+    assert metrics["accuracy"] == pytest.approx(100 * sum(p.score for p in preds) / 3)
+
+
+@pytest.mark.slow
+def test_generate_mode_with_embedded_model(embedded, data_dir):
+    task = get_task("sst2", max_new_tokens=6)
+    examples = load_examples(task, limit=2)
+    preds = task.predict(embedded, examples)
+    for p, ex in zip(preds, examples):
+        assert p.answer in task.labels + ("",)
+        assert p.answer == task.parse_answer(p.text)
+        assert p.score == (1.0 if p.answer == ex.gold else 0.0)
+        assert p.label_logprobs is None
