@@ -1,0 +1,33 @@
+"""seo_lite: Stochastic Experience Optimization (arXiv 2501.04393), small enough to read.
+
+The names follow the paper (see DESIGN.md):
+
+>>> from seo_lite import SEOConfig, train, make_llm, get_task
+>>> config = SEOConfig.preset("smoke", task="trec", answer_mode="score")
+>>> run = train(config)                      # doctest: +SKIP
+>>> print(run.experience)                    # doctest: +SKIP
+"""
+from .config import PRESETS, ConfigError, SEOConfig
+from .experience import Experience
+from .llm import GenParams, LLMError, Request, ScoreRequest, make_llm
+from .seo import (Candidate, SEORun, StepDecision, StepRecord, Trial, compare, evaluate,
+                  propose_candidates, run_trials, sample_validation_set, select, seo_step, train)
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # tasks, data and experiments import lazily so `import seo_lite` stays light
+    if name in ("get_task", "list_tasks", "register_task", "Task", "Example"):
+        from . import tasks
+        return getattr(tasks, name)
+    if name in ("load_splits", "load_examples"):
+        from . import data
+        return getattr(data, name)
+    if name in ("run_experiment", "report"):
+        from . import experiment
+        return getattr(experiment, name)
+    if name == "load_run":
+        from .runs import load_run
+        return load_run
+    raise AttributeError(f"module 'seo_lite' has no attribute {name!r}")

@@ -12,7 +12,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))           # makes `tests.support` importable
 
-os.environ.setdefault("SEO_LITE_DATA", str((REPO.parent / "shared" / "data").resolve()))
+# absolute, so notebooks executed from notebooks/ see the same folder
+os.environ["SEO_LITE_DATA"] = str(Path(os.environ.get("SEO_LITE_DATA") or REPO.parent / "shared" / "data").resolve())
 # Converted model checkpoints are reused between test sessions; call caches are not
 # (tests that need one make their own in tmp_path).
 os.environ.setdefault("SEO_LITE_CACHE", str(REPO / ".cache" / "seo_lite"))

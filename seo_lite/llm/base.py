@@ -84,11 +84,18 @@ def _freeze_messages(messages: Iterable[Message] | str) -> tuple[dict, ...]:
 
 @dataclass(frozen=True)
 class Request:
-    """Chat messages + generation parameters + a sample index."""
+    """Chat messages + generation parameters + a sample index.
+
+    ``prefix`` (optional) is text the answer is made to start with ("assistant
+    prefill"): local backends put it after the chat template's generation
+    prompt and return ``prefix + continuation``.  It steers small models into
+    a format (a numbered list); OpenAI-compatible servers have no standard way
+    to continue a partial answer, so they receive the messages only."""
 
     messages: tuple[dict, ...]
     params: GenParams = GenParams()
     sample_index: int = 0
+    prefix: str = ""
 
     def __post_init__(self):
         object.__setattr__(self, "messages", _freeze_messages(self.messages))
@@ -101,17 +108,20 @@ class Request:
         requests share one entry (they would be identical anyway)."""
         p = asdict(self.params)
         p["stop"] = list(p["stop"])
+        payload = {"kind": "generate", "messages": list(self.messages), "params": p}
+        if self.prefix:
+            payload["prefix"] = self.prefix
         if self.params.greedy:
             p.pop("seed"), p.pop("top_p")
-            return {"kind": "generate", "messages": list(self.messages), "params": p}
-        return {"kind": "generate", "messages": list(self.messages), "params": p,
-                "sample_index": int(self.sample_index)}
+        else:
+            payload["sample_index"] = int(self.sample_index)
+        return payload
 
     def sampling_seed(self) -> int:
         """A per-request seed: the same request samples the same text whatever
         batch it runs in, and sample indices 0..k-1 sample independently."""
-        blob = json.dumps([self.params.seed, self.sample_index, list(self.messages)],
-                          sort_keys=True).encode()
+        blob = json.dumps([self.params.seed, self.sample_index, list(self.messages)]
+                          + ([self.prefix] if self.prefix else []), sort_keys=True).encode()
         return int.from_bytes(hashlib.sha256(blob).digest()[:8], "big") >> 1
 
 

@@ -389,7 +389,7 @@ class HFLLM(LLM):
         import torch
 
         bar = progress_bar(requests)
-        encoded = [self._encode(self.render(r.messages)) for r in requests]
+        encoded = [self._encode(self.render(r.messages) + r.prefix) for r in requests]
         # same decoding length and stop strings share a batch; longest first
         order = sorted(range(len(requests)),
                        key=lambda i: (requests[i].params.max_new_tokens, requests[i].params.stop,
@@ -439,7 +439,7 @@ class HFLLM(LLM):
         eos = model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
         results = []
-        for row, prompt in zip(out[:, width:].tolist(), ids):
+        for r, row, prompt in zip(reqs, out[:, width:].tolist(), ids):
             n, finish = len(row), "length"
             for j, t in enumerate(row):
                 if t in eos_ids:
@@ -448,7 +448,7 @@ class HFLLM(LLM):
             if finish == "length" and pad not in eos_ids:
                 while n and row[n - 1] == pad:
                     n -= 1
-            text = tok.decode(row[:n], skip_special_tokens=True)
+            text = r.prefix + tok.decode(row[:n], skip_special_tokens=True)
             for s in p.stop:
                 if s in text:
                     text, finish = text[: text.index(s)], "stop"

@@ -1,0 +1,228 @@
+"""``seo-lite``: the command line, calling the same functions as the notebooks.
+
+    seo-lite run --task trec --preset classroom --out runs/trec
+    seo-lite eval --task trec --run runs/trec --split test
+    seo-lite report runs/trec
+    seo-lite tasks
+    seo-lite figures
+
+Errors a user can fix (bad option, unknown task, missing data, a run folder
+from another config, a model that cannot load) print one clear line and exit
+with status 2; an interrupted run keeps every finished step and resumes when
+the same command runs again.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .config import PRESETS, VALIDATION_MODES, ConfigError, SEOConfig
+
+# (flag, config field, type)
+_RUN_FLAGS = [
+    ("--task", "task", str), ("--generator", "generator", str), ("--optimizer", "optimizer", str),
+    ("--steps", "steps", int), ("--batch-size", "batch_size", int),
+    ("--num-candidates", "num_candidates", int), ("--val-size", "val_size", int),
+    ("--max-rules", "max_rules", int), ("--seed", "seed", int),
+    ("--train-size", "train_size", int), ("--dev-size", "dev_size", int),
+    ("--test-size", "test_size", int), ("--answer-mode", "answer_mode", str),
+    ("--data-source", "data_source", str), ("--opt-temperature", "opt_temperature", float),
+    ("--opt-max-new-tokens", "opt_max_new_tokens", int),
+]
+
+
+def _value(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _pairs(items, what: str) -> dict:
+    out = {}
+    for item in items or []:
+        key, sep, val = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{what} takes KEY=VALUE, got {item!r}")
+        out[key.strip().replace("-", "_")] = _value(val)
+    return out
+
+
+def config_from_args(args) -> SEOConfig:
+    overrides = {}
+    for flag, name, _ in _RUN_FLAGS:
+        v = getattr(args, name)
+        if v is not None:
+            overrides[name] = v
+    if args.validation is not None:
+        overrides["validation"] = args.validation
+    if args.no_comparison_trials:
+        overrides["comparison_trials"] = False
+    if args.rule:
+        overrides["initial_experience"] = list(args.rule)
+    overrides.update(_pairs(args.set, "--set"))
+    if args.generator_option:
+        overrides["generator_options"] = _pairs(args.generator_option, "--generator-option")
+    if args.optimizer_option:
+        overrides["optimizer_options"] = _pairs(args.optimizer_option, "--optimizer-option")
+    return SEOConfig.preset(args.preset, **overrides)
+
+
+def cmd_run(args) -> int:
+    from .experiment import run_experiment
+
+    config = config_from_args(args)
+    out = Path(args.out or f"runs/{config.task.replace(':', '_')}-{args.preset}")
+    print(f"run directory: {out} (run the same command again to resume)", flush=True)
+    try:
+        result = run_experiment(config, out, progress=not args.quiet, figure=not args.no_figure)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished steps are saved in {out}; run the same command to resume",
+              file=sys.stderr)
+        return 130
+    print()
+    print(result)
+    if result.figure:
+        print(f"\nfigure: {result.figure}")
+    print(f"results: {out / 'final.json'}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .data import load_splits
+    from .experience import Experience
+    from .llm import make_llm
+    from .runs import load_run
+    from .seo import compare
+    from .tasks import get_task
+
+    experience = Experience()
+    if args.run:
+        run, _ = load_run(args.run)
+        experience = run.experience
+    elif args.experience:
+        experience = Experience.from_markdown(Path(args.experience).read_text(encoding="utf-8"))
+    opts = {"answer_mode": args.answer_mode} if args.answer_mode else {}
+    task = get_task(args.task, **opts)
+    sizes = {"train": 0, "dev": 0, "test": 0}
+    sizes[args.split] = args.size
+    splits = load_splits(task, seed=args.seed, source=args.data_source, **sizes)
+    generator = make_llm(args.generator, **_pairs(args.generator_option, "--generator-option"))
+    comp = compare(task, generator, getattr(splits, args.split), experience, split=args.split,
+                   seed=args.seed, progress=f"evaluate {args.split}")
+    print(f"{task.name} {args.split} (n={len(getattr(splits, args.split))}), generator {generator.name}")
+    print("experience:\n" + (experience.render() or "  (none)"))
+    print(f"without E: {comp.paired.b}\nwith E:    {comp.paired.a}\n"
+          f"difference: {comp.paired.diff} (paired bootstrap, 95%)")
+    for k, v in comp.with_experience.metrics.items():
+        print(f"  {k}: {comp.without_experience.metrics[k]:.3f} -> {v:.3f}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .experiment import report
+    from .plots import run_summary
+
+    print(report(args.run_dir))
+    if not args.no_figure:
+        print(f"\nfigure: {run_summary(args.run_dir)}")
+    return 0
+
+
+def cmd_tasks(args) -> int:
+    from .tasks import get_task, list_tasks
+
+    for name in list_tasks():
+        t = get_task(name)
+        print(f"{name:<28}{t.family:<16}{t.answer_mode:<10}{', '.join(t.metric_names)}")
+    print("\nflores:<src>-<tgt> takes any pair of FLORES-200 codes in the data file (e.g. flores:en-de).")
+    return 0
+
+
+def cmd_figures(args) -> int:
+    from . import figures
+
+    for path in figures.build_all(runs_root=args.runs, out=args.out):
+        print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="seo-lite", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="train an experience with SEO, then evaluate it")
+    r.add_argument("--preset", default="classroom", choices=list(PRESETS))
+    for flag, name, typ in _RUN_FLAGS:
+        r.add_argument(flag, dest=name, type=typ, default=None)
+    r.add_argument("--validation", choices=VALIDATION_MODES, default=None)
+    r.add_argument("--no-comparison-trials", action="store_true",
+                   help="ablation: the optimizer sees only the trial with the experience")
+    r.add_argument("--rule", action="append", help="an initial rule (repeatable)")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="any SEOConfig field")
+    r.add_argument("--generator-option", action="append", metavar="KEY=VALUE",
+                   help="e.g. load_in_4bit=true, device_map=auto, base_url=...")
+    r.add_argument("--optimizer-option", action="append", metavar="KEY=VALUE")
+    r.add_argument("--out", help="run directory (default runs/<task>-<preset>)")
+    r.add_argument("--no-figure", action="store_true")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.set_defaults(fn=cmd_run)
+
+    e = sub.add_parser("eval", help="score a generator with an experience (or none)")
+    e.add_argument("--task", required=True)
+    e.add_argument("--generator", default="embedded")
+    e.add_argument("--generator-option", action="append", metavar="KEY=VALUE")
+    g = e.add_mutually_exclusive_group()
+    g.add_argument("--run", help="use the experience learned in this run directory")
+    g.add_argument("--experience", help="a Markdown file with a numbered list of rules")
+    e.add_argument("--split", choices=("train", "dev", "test"), default="test")
+    e.add_argument("--size", type=int, default=100)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--answer-mode", choices=("generate", "score"))
+    e.add_argument("--data-source", choices=("local", "hub"), default="local")
+    e.set_defaults(fn=cmd_eval)
+
+    rp = sub.add_parser("report", help="summarise a run directory and redraw its figure")
+    rp.add_argument("run_dir")
+    rp.add_argument("--no-figure", action="store_true")
+    rp.set_defaults(fn=cmd_report)
+
+    t = sub.add_parser("tasks", help="list the registered tasks")
+    t.set_defaults(fn=cmd_tasks)
+
+    f = sub.add_parser("figures", help="rebuild every figure in figures/ from run directories")
+    f.add_argument("--runs", default="runs", help="folder holding the run directories")
+    f.add_argument("--out", default="figures")
+    f.set_defaults(fn=cmd_figures)
+    return p
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from .llm import CacheError, LLMError
+    from .runs import RunError
+
+    errs: list[type[BaseException]] = [ConfigError, LLMError, CacheError, RunError]
+    try:
+        from .data import DataError
+        from .tasks import TaskError
+        errs += [DataError, TaskError]
+    except ImportError:  # pragma: no cover - tasks package missing
+        pass
+    return tuple(errs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except _user_errors() as e:
+        print(f"seo-lite: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""SEOConfig: every hyperparameter and ablation switch, with presets.
+
+One object describes a run completely (it is written to ``config.json`` in
+the run directory and a run resumes only with the same config).  The paper's
+knobs and their names here:
+
+==========================  =====================  =================================
+paper                        field                  note
+==========================  =====================  =================================
+training steps T             ``steps``
+mini-batch size n            ``batch_size``
+candidates per example k     ``num_candidates``
+validation set size |D_t|    ``val_size``           drawn fresh each step
+rule cap                     ``max_rules``
+ablation: no validation      ``validation="none"``  best-looking candidate taken unchecked
+ablation: fixed validation   ``validation="fixed"`` one D drawn once and reused
+ablation: no comparison      ``comparison_trials=False``  optimizer sees no delta
+weaker optimizer             ``optimizer=...``      any model spec
+==========================  =====================  =================================
+
+The paper's exact hyperparameters are not public in our summary; the presets
+are ours: ``smoke`` (seconds, for tests), ``classroom`` (minutes on a laptop
+CPU with the embedded model), ``paper`` (a GPU with 4-bit Llama-2, or an API).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+VALIDATION_MODES = ("stochastic", "fixed", "none")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; raised before any model call."""
+
+
+@dataclass(frozen=True)
+class SEOConfig:
+    # what to optimize, with which models
+    task: str = "trec"
+    answer_mode: str | None = None          # None: the task's default
+    task_options: dict = field(default_factory=dict)
+    generator: str = "embedded"
+    optimizer: str = "embedded"
+    generator_options: dict = field(default_factory=dict)
+    optimizer_options: dict = field(default_factory=dict)
+    data_source: str = "local"               # "local" (SEO_LITE_DATA) or "hub"
+    # data
+    train_size: int = 60
+    dev_size: int = 40
+    test_size: int = 100
+    # the algorithm
+    steps: int = 6
+    batch_size: int = 2                      # n
+    num_candidates: int = 2                  # k
+    val_size: int = 16                       # |D_t|
+    max_rules: int = 5
+    initial_experience: tuple[str, ...] = ()
+    gen_temperature: float = 0.0
+    opt_temperature: float = 0.8
+    opt_top_p: float = 0.95
+    opt_max_new_tokens: int = 160
+    opt_prefix: str = "1."                   # the optimizer's reply starts here (local models)
+    min_improvement: float = 0.0             # accept only if val(best) > val(E_t) + this
+    # ablations
+    validation: str = "stochastic"
+    comparison_trials: bool = True
+    # evaluation and reproducibility
+    bootstrap: int = 1000
+    seed: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "initial_experience", tuple(self.initial_experience))
+        self.validate()
+
+    def validate(self) -> None:
+        def need(cond, msg):
+            if not cond:
+                raise ConfigError(msg)
+
+        for name in ("steps", "batch_size", "num_candidates", "val_size", "max_rules",
+                     "train_size", "opt_max_new_tokens"):
+            v = getattr(self, name)
+            need(isinstance(v, int) and not isinstance(v, bool),
+                 f"{name} must be an integer, got {v!r}")
+        need(self.steps >= 0, f"steps must be >= 0, got {self.steps}")
+        need(self.batch_size >= 1, f"batch_size (n) must be >= 1, got {self.batch_size}")
+        need(self.num_candidates >= 1,
+             f"num_candidates (k) must be >= 1, got {self.num_candidates}: with no candidates "
+             "there is nothing to select")
+        need(self.max_rules >= 1, f"max_rules must be >= 1, got {self.max_rules}")
+        need(self.val_size >= 1, f"val_size (|D_t|) must be >= 1, got {self.val_size}")
+        need(self.validation in VALIDATION_MODES,
+             f"validation must be one of {VALIDATION_MODES}, got {self.validation!r}")
+        need(self.data_source in ("local", "hub"),
+             f"data_source must be 'local' or 'hub', got {self.data_source!r}")
+        need(self.train_size >= 1 and self.dev_size >= 0 and self.test_size >= 0,
+             "train_size must be >= 1 and dev_size, test_size >= 0")
+        need(self.batch_size <= self.train_size,
+             f"batch_size (n={self.batch_size}) is larger than the training split "
+             f"(train_size={self.train_size})")
+        if self.validation == "stochastic":
+            need(self.val_size <= self.train_size - self.batch_size,
+                 f"val_size (|D_t|={self.val_size}) is larger than the training examples left "
+                 f"after the mini-batch (train_size {self.train_size} - batch_size "
+                 f"{self.batch_size} = {self.train_size - self.batch_size}); D_t is drawn from "
+                 "the training split without the mini-batch")
+        elif self.validation == "fixed":
+            need(self.val_size <= self.train_size,
+                 f"val_size (|D|={self.val_size}) is larger than the training split "
+                 f"(train_size={self.train_size})")
+        need(self.gen_temperature >= 0 and self.opt_temperature >= 0, "temperatures must be >= 0")
+        need(0 < self.opt_top_p <= 1, f"opt_top_p must be in (0, 1], got {self.opt_top_p}")
+        need(self.bootstrap >= 0, "bootstrap must be >= 0")
+        need(all(isinstance(r, str) and r.strip() for r in self.initial_experience),
+             "initial_experience must be a list of non-empty rule strings")
+        need(len(self.initial_experience) <= self.max_rules,
+             f"initial_experience has {len(self.initial_experience)} rules, more than "
+             f"max_rules={self.max_rules}")
+
+    # -- presets and (de)serialisation ------------------------------------------
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "SEOConfig":
+        if name not in PRESETS:
+            raise ConfigError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
+        return cls.from_dict({**PRESETS[name], **overrides})
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SEOConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {', '.join(unknown)}; "
+                              f"valid keys: {', '.join(sorted(names))}")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["initial_experience"] = list(self.initial_experience)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def replace(self, **changes) -> "SEOConfig":
+        return replace(self, **changes)
+
+    def differences(self, other: "SEOConfig", ignore=("steps", "bootstrap")) -> dict[str, tuple]:
+        """Keys whose values differ (``steps`` may grow: a run can be extended)."""
+        a, b = self.to_dict(), other.to_dict()
+        return {k: (a[k], b[k]) for k in a if k not in ignore and a[k] != b[k]}
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # seconds on a CPU: for tests and for checking a set-up
+    "smoke": dict(steps=2, batch_size=2, num_candidates=2, val_size=6, max_rules=3,
+                  train_size=16, dev_size=8, test_size=8, opt_max_new_tokens=64, bootstrap=200),
+    # a few minutes on a 2-core CPU with the embedded model (the quick start)
+    "classroom": dict(steps=6, batch_size=2, num_candidates=2, val_size=16, max_rules=5,
+                      train_size=60, dev_size=40, test_size=100, opt_max_new_tokens=120),
+    # a GPU with 4-bit Llama-2, or an API model; hours, not minutes
+    "paper": dict(steps=20, batch_size=4, num_candidates=4, val_size=32, max_rules=10,
+                  train_size=150, dev_size=50, test_size=100, opt_max_new_tokens=400,
+                  bootstrap=2000),
+}

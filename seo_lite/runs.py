@@ -1,0 +1,223 @@
+"""Run directories: a run is data, and a crashed run resumes.
+
+Layout of one run::
+
+    run_dir/
+      config.json          the SEOConfig (a run resumes only with the same one)
+      splits.json          ids of the train / dev / test examples
+      steps.jsonl          one JSON line per finished step (the source of truth)
+      experience/step_000.md ...   E_t after each step, as Markdown (E_0 first)
+      experience.md        the current experience
+      checkpoint.json      {"completed_steps", "experience"}: a summary of the log
+      final.json           dev/test scores with and without the experience (CIs)
+
+Crash safety.  A step is finished when its line is in ``steps.jsonl``: the
+line is written in one ``write`` and ``fsync``-ed before anything else of
+that step.  On open, a last line that is incomplete (no newline) or not JSON
+is what a kill during the write leaves, and is cut off; a bad line anywhere
+else is real corruption and an error.  The checkpoint and Markdown files are
+rewritten from the log when they are missing, stale or unreadable, so a kill
+between the log and them loses nothing.  Only JSON and Markdown are written,
+never pickle; every file except the log is replaced atomically.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError, SEOConfig
+from .experience import Experience
+from .llm.cache import atomic_write_text
+
+
+class RunError(RuntimeError):
+    """A run directory that cannot be used as asked (clear message)."""
+
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,127}$")
+
+
+def safe_run_path(root: str | os.PathLike, name: str) -> Path:
+    """``root/name`` for a run name from a grid or a user, refusing names that
+    could escape ``root`` (``..``, slashes, absolute paths, odd characters)."""
+    if not isinstance(name, str) or not _SAFE_NAME.match(name) or ".." in name:
+        raise RunError(f"invalid run name {name!r}: use letters, digits and . _ = - "
+                       "(no slashes, no '..', at most 128 characters)")
+    root_p = Path(root).resolve()
+    path = (root_p / name).resolve()
+    if path.parent != root_p:
+        raise RunError(f"run name {name!r} escapes the output folder {root_p}")
+    return path
+
+
+def splits_ids(splits) -> dict[str, list[str]]:
+    return {k: [ex.id for ex in getattr(splits, k)] for k in ("train", "dev", "test")}
+
+
+class RunDir:
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    # -- files ---------------------------------------------------------------------
+    @property
+    def log(self) -> Path:
+        return self.path / "steps.jsonl"
+
+    def _write_json(self, name: str, obj: Any) -> None:
+        atomic_write_text(self.path / name, json.dumps(obj, indent=2, ensure_ascii=False) + "\n",
+                          fsync=True)
+
+    def _write_experience(self, step: int, exp: Experience) -> None:
+        title = "E_0 (initial experience)" if step == 0 else f"E_{step} (after step {step})"
+        atomic_write_text(self.path / "experience" / f"step_{step:03d}.md", exp.to_markdown(title))
+
+    # -- open / resume -------------------------------------------------------------
+    def open(self, config: SEOConfig, splits) -> list:
+        """Create the run, or check it matches ``config`` and return its finished
+        steps (as StepRecords) so training continues after them."""
+        from .seo import StepRecord
+
+        if self.path.exists() and not self.path.is_dir():
+            raise RunError(f"{self.path} exists and is not a folder")
+        cfg_file = self.path / "config.json"
+        ids = splits_ids(splits)
+        if cfg_file.exists():
+            old = self._read_config(cfg_file)
+            diff = old.differences(config)
+            if diff:
+                lines = "; ".join(f"{k}: run has {a!r}, asked {b!r}" for k, (a, b) in sorted(diff.items()))
+                raise RunError(f"{self.path} holds a run with a different config ({lines}). "
+                               "Use another output folder, or the run's own settings to resume it.")
+            old_ids = self._read_json("splits.json", required=False)
+            if old_ids is not None and old_ids != ids:
+                raise RunError(f"{self.path} was made with other data splits (the data files "
+                               "or the loader changed); start a new run directory")
+        elif self.path.is_dir() and any(p.name != "experience" for p in self.path.iterdir()):
+            found = sorted(p.name for p in self.path.iterdir())[:5]
+            raise RunError(f"{self.path} is not empty and is not a run directory "
+                           f"(found {', '.join(found)}); choose a new or empty folder")
+        (self.path / "experience").mkdir(parents=True, exist_ok=True)
+        self._write_json("config.json", config.to_dict())
+        self._write_json("splits.json", ids)
+        records = [StepRecord.from_dict(d) for d in self._read_log()]
+        for i, r in enumerate(records):
+            if r.step != i:
+                raise RunError(f"{self.log}: line {i + 1} holds step {r.step}, expected {i}; "
+                               "the log is not one run's steps in order")
+        records = records[: config.steps] if len(records) > config.steps else records
+        initial = Experience(config.initial_experience)
+        self._write_experience(0, initial)
+        for r in records:
+            self._write_experience(r.step + 1, r.experience_after)
+        self._sync_checkpoint(records, initial)
+        return records
+
+    def _read_config(self, cfg_file: Path) -> SEOConfig:
+        try:
+            return SEOConfig.from_dict(json.loads(cfg_file.read_text(encoding="utf-8")))
+        except (ValueError, ConfigError, TypeError) as e:
+            raise RunError(f"{cfg_file} is not a readable SEO config ({e}); "
+                           "this folder is not a run directory of this version") from e
+
+    def _read_json(self, name: str, required: bool = True):
+        p = self.path / name
+        try:
+            return json.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            if required:
+                raise RunError(f"{p} is missing")
+            return None
+        except ValueError as e:
+            raise RunError(f"{p} is not valid JSON ({e})") from e
+
+    def _read_log(self) -> list[dict]:
+        """The finished steps; cuts off a torn last line (a kill mid-write)."""
+        if not self.log.exists():
+            return []
+        data = self.log.read_bytes()
+        lines = data.split(b"\n")
+        complete, tail = lines[:-1], lines[-1]     # tail: bytes after the last newline
+        out, good_bytes = [], 0
+        for i, line in enumerate(complete):
+            try:
+                rec = json.loads(line.decode("utf-8"))
+                if not isinstance(rec, dict) or "step" not in rec:
+                    raise ValueError("not a step record")
+            except ValueError as e:
+                if i == len(complete) - 1 and not tail:
+                    warnings.warn(f"{self.log}: last line is damaged ({e}); dropping it, "
+                                  "its step will run again", RuntimeWarning)
+                    break
+                raise RunError(f"{self.log}: line {i + 1} is corrupt ({e}); the log is "
+                               "damaged beyond a crash during a write") from e
+            out.append(rec)
+            good_bytes += len(line) + 1
+        if good_bytes != len(data):
+            if tail or good_bytes < len(data):
+                warnings.warn(f"{self.log}: dropping an unfinished last line "
+                              f"({len(data) - good_bytes} bytes) left by an interrupted write",
+                              RuntimeWarning)
+            with open(self.log, "r+b") as f:
+                f.truncate(good_bytes)
+                f.flush()
+                os.fsync(f.fileno())
+        return out
+
+    def _sync_checkpoint(self, records, initial: Experience) -> None:
+        exp = records[-1].experience_after if records else initial
+        want = {"completed_steps": len(records), "experience": exp.to_list()}
+        try:
+            have = json.loads((self.path / "checkpoint.json").read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            have = None
+        except ValueError:
+            warnings.warn(f"{self.path / 'checkpoint.json'} is corrupt; rebuilt from steps.jsonl",
+                          RuntimeWarning)
+            have = None
+        if have != want:
+            self._write_json("checkpoint.json", want)
+        atomic_write_text(self.path / "experience.md", exp.to_markdown())
+
+    # -- append a finished step ------------------------------------------------------
+    def append(self, record) -> None:
+        line = json.dumps(record.to_dict(), ensure_ascii=False) + "\n"
+        with open(self.log, "ab") as f:
+            f.write(line.encode("utf-8"))
+            f.flush()
+            os.fsync(f.fileno())
+        self._write_experience(record.step + 1, record.experience_after)
+        self._write_json("checkpoint.json", {"completed_steps": record.step + 1,
+                                             "experience": record.experience_after.to_list()})
+        atomic_write_text(self.path / "experience.md", record.experience_after.to_markdown())
+
+    def write_final(self, results: dict) -> None:
+        self._write_json("final.json", results)
+
+
+def load_run(path: str | os.PathLike):
+    """Read a run directory back as an :class:`~seo_lite.seo.SEORun` (and its
+    ``final.json`` results, or None).  Figures and reports start here."""
+    from .seo import SEORun, StepRecord
+
+    rd = RunDir(path)
+    if not (rd.path / "config.json").is_file():
+        raise RunError(f"{rd.path} is not a run directory (no config.json)")
+    config = rd._read_config(rd.path / "config.json")
+    records = []
+    lines = rd.log.read_text(encoding="utf-8").splitlines() if rd.log.exists() else []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            records.append(StepRecord.from_dict(json.loads(line)))
+        except (ValueError, KeyError, TypeError) as e:
+            if i == len(lines) - 1:
+                break          # torn last line of a run that is still going or crashed
+            raise RunError(f"{rd.log}: line {i + 1} is corrupt ({e})") from e
+    run = SEORun(config, records, Experience(config.initial_experience), str(rd.path))
+    final = rd._read_json("final.json", required=False)
+    return run, final
