@@ -59,6 +59,16 @@ def save(fig, path: str | os.PathLike) -> Path:
     return path
 
 
+def _fit_ylim(ax) -> None:
+    """Scores live in [0, 1]; zoom to the data but keep 0 in view."""
+    import numpy as np
+
+    ys = [np.asarray(l.get_ydata(), dtype=float) for l in ax.get_lines()]
+    ys = [y[~np.isnan(y)] for y in ys]
+    top = max((float(y.max()) for y in ys if y.size), default=1.0)
+    ax.set_ylim(-0.02, min(1.02, max(0.2, top * 1.25 + 0.05)))
+
+
 def _as_run(run_or_dir):
     if isinstance(run_or_dir, (str, os.PathLike)):
         from .runs import load_run
@@ -92,7 +102,7 @@ def learning_curve(run_or_dir, ax=None, label: str | None = None, final: dict | 
                 label="E_t on dev")
     ax.set_xlabel("SEO step t")
     ax.set_ylabel("mean score")
-    ax.set_ylim(-0.02, 1.02)
+    _fit_ylim(ax)
     ax.set_title("Learning curve")
     ax.legend(fontsize=8, loc="best")
     if own:
@@ -119,7 +129,8 @@ def before_after(final: dict, config, ax=None):
     ax.set_xticks(range(len(splits)), [f"{s} (n={final['comparisons'][s]['with']['score']['n']})"
                                        for s in splits])
     ax.set_ylabel("mean score")
-    ax.set_ylim(0, 1.05)
+    top = max(c[k]["score"]["high"] for c in final["comparisons"].values() for k in ("with", "without"))
+    ax.set_ylim(0, min(1.05, max(0.2, top * 1.2 + 0.05)))
     ax.set_title("Before / after SEO")
     ax.legend(fontsize=8)
     if own:

@@ -30,34 +30,26 @@ EXPERIENCE_HEADER = "Rules learned from experience (follow them):"
 GENERATOR_USER = "{instruction}\n\n{experience_block}{input}"
 
 OPTIMIZER_SYSTEM = (
-    "You improve the experience of a language model: a short numbered list of general "
-    "rules that is added to its prompt to help it solve a task.")
+    "You improve the rules that a language model follows when it solves a task. "
+    "Good rules are short, general and about the task, never about one example.")
 
-OPTIMIZER_USER = """## Task given to the model
-{instruction}
+OPTIMIZER_USER = """Task: {instruction}
 
-## One training example
+Example:
 {input}
+Correct answer: {gold}
 
-Gold answer: {gold}
-
-## Current experience
+Current rules:
 {experience}
 
-## Model's answer WITH the current experience (score {with_score:.2f})
-{with_text}
+Model's answer with the current rules: {with_text} (score {with_score:.2f})
 {comparison}
-## Your job
-Write a revised experience: at most {max_rules} short, general rules that help the model \
-answer examples like this one correctly. Keep rules that help, fix or drop rules that hurt, \
-and do not mention this particular example. Reply with the numbered list only, one rule per line."""
+Write improved rules, at most {max_rules}, so that the model gives the correct answer \
+("{gold}") for examples like this one. Keep rules that help, fix or drop rules that hurt. \
+Reply with a numbered list of rules only."""
 
-COMPARISON = """
-## Model's answer WITHOUT any experience (score {without_score:.2f})
-{without_text}
-
-Performance effect of the current experience on this example: \
-delta = {effect:+.2f} ({verdict}).
+COMPARISON = """Model's answer without any rules: {without_text} (score {without_score:.2f})
+Effect of the current rules on this example: delta = {effect:+.2f} ({verdict}).
 """
 
 
@@ -93,7 +85,7 @@ def optimizer_messages(*, instruction: str, input_text: str, gold: str,
                                        verdict=verdict)
     user = OPTIMIZER_USER.format(
         instruction=instruction.strip(), input=input_text.strip(), gold=gold,
-        experience=experience.render() if experience else "(empty: no rules yet)",
+        experience=experience.render() if experience else "(none yet)",
         with_text=with_text or "(empty answer)", with_score=with_score,
         comparison=comparison, max_rules=max_rules)
     return [{"role": "system", "content": OPTIMIZER_SYSTEM},

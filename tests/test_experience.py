@@ -78,5 +78,5 @@ def test_optimizer_prompt_shows_both_trials_and_delta():
                               with_score=0.0, without_text="human", without_score=1.0,
                               effect=-1.0, max_rules=4)
     user = msgs[-1]["content"]
-    assert "Gold answer: human" in user and "1. Be brief." in user
+    assert "Correct answer: human" in user and "1. Be brief." in user
     assert "delta = -1.00 (the experience hurt)" in user and "at most 4" in user

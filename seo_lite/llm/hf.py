@@ -26,6 +26,7 @@ and the 4-bit / 8-bit paths load that checkpoint through bitsandbytes.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -457,16 +458,42 @@ class HFLLM(LLM):
         return results
 
     # -- scoring ----------------------------------------------------------------
+    MIN_SHARED_PREFIX = 8       # tokens; shorter common prefixes are not worth a cache copy
+
     def _score(self, requests: list[ScoreRequest]):
+        """Yield ``(index, Scores)`` batch by batch.
+
+        Prompts are sorted, so prompts that share a prefix (same instruction and
+        experience, different example) land in one batch.  The batch's common
+        prefix runs once; its key/value cache is repeated for every member, and
+        the members' own suffixes run together in one right-padded forward
+        pass (explicit position ids keep each row's positions exact).  Labels of
+        more than one token then run in one more batched pass.  Weights are read
+        once per batch instead of once per example and label."""
         import torch
 
         bar = progress_bar(requests)
+        inputs = [self._score_inputs(r) for r in requests]
+        order = sorted(range(len(requests)), key=lambda i: inputs[i][0])
+        cached_prefix: tuple[list[int], Any] = ([], None)
         try:
-            for i, r in enumerate(requests):
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start:start + self.batch_size]
+                prompts = [inputs[i][0] for i in batch]
+                shared = min(_common_prefix(prompts[0], prompts[-1]),
+                             min(len(p) for p in prompts) - 1)
                 with torch.inference_mode():
-                    yield i, self._score_shared(r)
+                    if shared >= self.MIN_SHARED_PREFIX:
+                        prefix = prompts[0][:shared]
+                        if cached_prefix[0] != prefix:
+                            cached_prefix = (prefix, self._forward(prefix).past_key_values)
+                        scores = self._score_batch([inputs[i] for i in batch], shared,
+                                                   cached_prefix[1])
+                    else:
+                        scores = self._score_batch([inputs[i] for i in batch], 0, None)
+                yield from zip(batch, scores)
                 if bar:
-                    bar.update(1)
+                    bar.update(len(batch))
         finally:
             if bar:
                 bar.close()
@@ -478,33 +505,65 @@ class HFLLM(LLM):
             raise LLMError(f"a continuation encodes to no tokens: {r.continuations!r}")
         return prompt, conts
 
-    def _score_shared(self, r: ScoreRequest) -> Scores:
-        """One forward pass over the prompt, its cache reused by every label."""
+    def _forward(self, ids: list[int], past=None):
+        """Run ``ids`` (after ``past``), keeping only the last position's logits."""
         import torch
 
-        prompt, conts = self._score_inputs(r)
+        return self.model(input_ids=torch.tensor([ids], device=self._device), past_key_values=past,
+                          use_cache=True, logits_to_keep=1)
+
+    def _score_batch(self, items: list[tuple[list[int], list[list[int]]]], p: int,
+                     prefix_cache) -> list[Scores]:
+        """Score a batch of (prompt, continuations) whose first ``p`` prompt tokens
+        are the same and already in ``prefix_cache`` (``p=0``: no prefix)."""
+        import torch
+
         t0 = time.perf_counter()
-        dev = self._device
-        first = self.model(input_ids=torch.tensor([prompt], device=dev), use_cache=True)
-        last = torch.log_softmax(first.logits[0, -1].float(), dim=-1)
-        totals = [float(last[c[0]]) for c in conts]
-        longest = max(len(c) for c in conts)
-        if longest > 1:
-            L, P = len(conts), len(prompt)
-            pad = self.tokenizer.pad_token_id
-            past = first.past_key_values
-            past.batch_repeat_interleave(L)
-            body = torch.tensor([c + [pad] * (longest - len(c)) for c in conts], device=dev)
-            mask = torch.tensor([[1] * P + [1] * len(c) + [0] * (longest - len(c)) for c in conts],
-                                device=dev)
-            logits = self.model(input_ids=body, attention_mask=mask, past_key_values=past,
-                                use_cache=True).logits.float()
+        dev, pad = self._device, self.tokenizer.pad_token_id
+        B = len(items)
+        suffix = [prompt[p:] for prompt, _ in items]
+        S = max(len(x) for x in suffix)
+        past = None
+        if prefix_cache is not None:
+            past = copy.deepcopy(prefix_cache)
+            past.batch_select_indices(torch.zeros(B, dtype=torch.long, device=dev))
+        last_pos = [len(x) - 1 for x in suffix]
+        keep = sorted(set(last_pos))
+        out = self.model(
+            input_ids=torch.tensor([x + [pad] * (S - len(x)) for x in suffix], device=dev),
+            attention_mask=torch.tensor([[1] * (p + len(x)) + [0] * (S - len(x)) for x in suffix],
+                                        device=dev),
+            position_ids=torch.tensor([list(range(p, p + S))] * B, device=dev),
+            past_key_values=past, use_cache=True,
+            logits_to_keep=torch.tensor(keep, device=dev))
+        logp_last = torch.log_softmax(out.logits.float(), dim=-1)
+        totals = []
+        for b, (_, conts) in enumerate(items):
+            row = logp_last[b, keep.index(last_pos[b])]
+            totals.append([float(row[c[0]]) for c in conts])
+        multi = [(b, j) for b, (_, conts) in enumerate(items) for j, c in enumerate(conts) if len(c) > 1]
+        if multi:
+            cache = out.past_key_values
+            cache.batch_select_indices(torch.tensor([b for b, _ in multi], device=dev))
+            W = max(len(items[b][1][j]) for b, j in multi) - 1
+            body, mask, pos = [], [], []
+            for b, j in multi:
+                c, n = items[b][1][j], len(suffix[b])
+                body.append(c[:-1] + [pad] * (W - len(c) + 1))
+                mask.append([1] * (p + n) + [0] * (S - n) + [1] * (len(c) - 1) + [0] * (W - len(c) + 1))
+                pos.append(list(range(p + n, p + n + W)))
+            logits = self.model(input_ids=torch.tensor(body, device=dev),
+                                attention_mask=torch.tensor(mask, device=dev),
+                                position_ids=torch.tensor(pos, device=dev),
+                                past_key_values=cache, use_cache=True).logits.float()
             logp = torch.log_softmax(logits, dim=-1)
-            for j, c in enumerate(conts):
+            for r, (b, j) in enumerate(multi):
+                c = items[b][1][j]
                 for t in range(1, len(c)):
-                    totals[j] += float(logp[j, t - 1, c[t]])
-        return Scores(logprobs=totals, token_counts=[len(c) for c in conts],
-                      prompt_tokens=len(prompt), latency_s=time.perf_counter() - t0)
+                    totals[b][j] += float(logp[r, t - 1, c[t]])
+        latency = (time.perf_counter() - t0) / B
+        return [Scores(logprobs=totals[b], token_counts=[len(c) for c in items[b][1]],
+                       prompt_tokens=len(items[b][0]), latency_s=latency) for b in range(B)]
 
     def score_unshared(self, r: ScoreRequest) -> Scores:
         """Reference implementation: one full forward per label (for tests and
@@ -522,3 +581,12 @@ class HFLLM(LLM):
         return Scores(logprobs=totals, token_counts=[len(c) for c in conts],
                       prompt_tokens=len(prompt), latency_s=time.perf_counter() - t0)
 
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n

@@ -79,7 +79,10 @@ class Prediction:
     label_logprobs: list[float] | None = None
 
     def to_dict(self) -> dict:
+        """For logs: everything but ``cached`` (usage counts cache hits; a log
+        should read the same whether its answers came from the cache or not)."""
         d = asdict(self)
+        d.pop("cached")
         if d["label_logprobs"] is None:
             d.pop("label_logprobs")
         return d
