@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -87,6 +88,17 @@ def test_resume_after_stop_gives_the_same_result(smoke_run, tmp_path, cache_dir)
     assert resumed.final["comparisons"] == result.final["comparisons"]
 
 
+def _fresh_call_cache(root):
+    """A new cache folder that shares the converted model checkpoints with the
+    session's cache (only the answers start empty)."""
+    root.mkdir(parents=True, exist_ok=True)
+    models = Path(os.environ["SEO_LITE_CACHE"]) / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    if not (root / "models").exists():
+        (root / "models").symlink_to(models, target_is_directory=True)
+    return str(root)
+
+
 def _cli(*args, env_extra=None):
     env = {**os.environ, **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", "seo_lite.cli", *args], capture_output=True,
@@ -96,14 +108,15 @@ def _cli(*args, env_extra=None):
 def test_cli_run_prints_before_after_with_cis(smoke_run, tmp_path, cache_dir):
     out = tmp_path / "cli-run"
     p = _cli("run", "--task", "trec", "--answer-mode", "score", "--preset", "smoke", "--seed", "3",
-             "--out", str(out), "--quiet", env_extra={"SEO_LITE_CACHE": str(cache_dir.parent / "cli")})
+             "--out", str(out), "--quiet",
+             env_extra={"SEO_LITE_CACHE": _fresh_call_cache(cache_dir.parent / "cli")})
     assert p.returncode == 0, p.stderr
     assert "without E" in p.stdout and "with E" in p.stdout and "difference (paired)" in p.stdout
     assert "figure:" in p.stdout and (out / "figures" / "summary.png").is_file()
     rep = _cli("report", str(out), "--no-figure")
     assert rep.returncode == 0 and "Learned experience" in rep.stdout
     ev = _cli("eval", "--task", "trec", "--answer-mode", "score", "--run", str(out), "--size", "5",
-              env_extra={"SEO_LITE_CACHE": str(cache_dir.parent / "cli")})
+              env_extra={"SEO_LITE_CACHE": _fresh_call_cache(cache_dir.parent / "cli")})
     assert ev.returncode == 0, ev.stderr
     assert "with E:" in ev.stdout and "difference:" in ev.stdout
 

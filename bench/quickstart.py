@@ -1,0 +1,91 @@
+"""Targets 3, 4 and 5: the README quick start, cold, warm, and without reuse.
+
+1. cold: the quick-start command with a brand-new cache folder (the model is
+   converted from GGUF, every answer computed): wall time and peak memory of
+   the child process (target 5: <= 300 s, <= 2 GiB).
+2. warm: the same command into a new run folder with the cache now warm
+   (target 3: <= 5% of the cold wall time, and zero model calls).
+3. calls per step: the cold run's logged model calls per step against the
+   naive count n*2 + n*k + (n*k + 1)*|D_t| (target 4: <= 50%), and a run with
+   the cache off (no reuse across calls) must take the same decisions.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from _common import REPO, Result, Timer, report
+
+QUICKSTART = ["-m", "seo_lite.cli", "run", "--task", "trec", "--answer-mode", "score",
+              "--preset", "classroom", "--quiet"]
+
+
+def run(out: Path, cache: str, extra=()) -> tuple[float, int]:
+    env = {**os.environ, "SEO_LITE_CACHE": cache}
+    with Timer() as t:
+        p = subprocess.run([sys.executable, *QUICKSTART, *extra, "--out", str(out)], env=env,
+                           cwd=REPO, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise SystemExit(f"quick start failed:\n{p.stdout}\n{p.stderr}")
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return t.seconds, peak_kib
+
+
+def calls(final: dict) -> int:
+    return sum(u.get("calls", 0) for u in final["invocation"]["usage"].values())
+
+
+def steps(out: Path) -> list[dict]:
+    return [json.loads(x) for x in (out / "steps.jsonl").read_text().splitlines()]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--json")
+    ap.add_argument("--keep", help="keep the run folders here")
+    args = ap.parse_args(argv)
+
+    root = Path(args.keep or tempfile.mkdtemp(prefix="seo-bench-"))
+    root.mkdir(parents=True, exist_ok=True)
+    cache = str(root / "cache")
+    cold_s, cold_peak = run(root / "cold", cache)
+    warm_s, _ = run(root / "warm", cache)
+    nocache_s, _ = run(root / "nocache", "off")
+
+    cold_final = json.loads((root / "cold" / "final.json").read_text())
+    warm_final = json.loads((root / "warm" / "final.json").read_text())
+    cfg = json.loads((root / "cold" / "config.json").read_text())
+    n, k, d = cfg["batch_size"], cfg["num_candidates"], cfg["val_size"]
+    naive = n * 2 + n * k + (n * k + 1) * d
+    made = [sum(u["calls"] for u in s["usage"].values()) for s in steps(root / "cold")]
+    decisions = lambda out: [(s["decision"]["accepted"], s["decision"]["chosen"], s["experience_after"])
+                             for s in steps(out)]
+    same_decisions = decisions(root / "cold") == decisions(root / "nocache") == decisions(root / "warm")
+    same_scores = cold_final["comparisons"] == warm_final["comparisons"]
+    per_step = sum(made) / len(made) / naive
+
+    results = [
+        Result("quick start cold, wall time", cold_s, "<= 300", "s",
+               {"includes": "GGUF conversion, training, dev/test evaluation, figure"}),
+        Result("quick start cold, peak memory", cold_peak / 2**20, "<= 2.0", "GiB"),
+        Result("warm re-run / cold wall time", warm_s / cold_s if calls(warm_final) == 0 and same_scores else 1.0,
+               "<= 0.05", "",
+               {"warm": f"{warm_s:.1f} s", "cold": f"{cold_s:.1f} s",
+                "warm model calls": calls(warm_final), "same scores": same_scores}),
+        Result("model calls per step / naive count", per_step if same_decisions else 1.0, "<= 0.5", "",
+               {"naive count n*2+n*k+(n*k+1)*|D_t|": naive, "calls made per step": made,
+                "same decisions with the cache off": same_decisions,
+                "cache off run": f"{nocache_s:.1f} s"}),
+    ]
+    print(f"run folders: {root}")
+    return report(results, args.json)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
