@@ -56,6 +56,24 @@ def test_call_reuse_keeps_every_decision(tmp_path):
     a = train(cfg, generator=reused, optimizer=reused, progress=False)
     b = train(cfg, generator=plain, optimizer=plain, progress=False)
     strip = lambda s: {k: v for k, v in s.to_dict().items() if k not in ("seconds", "usage")}
-    assert [strip(s) for s in a.steps] == [strip(s) for s in b.steps]
+    # Texts, scores, validation sets and decisions are identical. Recorded label
+    # log-probabilities may differ in the last printed digit: a reused call leaves
+    # the batch, and a different batch (padding) moves the float by ~1e-5.
+    assert _same([strip(s) for s in a.steps], [strip(s) for s in b.steps])
     assert reused.usage.total().cache_hits > 0, "the run reused answers across calls"
     assert reused.usage.total().calls < plain.usage.total().calls
+
+
+def _same(x, y, path="steps") -> bool:
+    """Deep equality; floats under ``label_logprobs`` may differ by 2e-3 (rounding)."""
+    if isinstance(x, dict) and isinstance(y, dict):
+        assert x.keys() == y.keys(), path
+        return all(_same(x[k], y[k], f"{path}.{k}") for k in x)
+    if isinstance(x, list) and isinstance(y, list):
+        assert len(x) == len(y), path
+        return all(_same(p, q, f"{path}[{i}]") for i, (p, q) in enumerate(zip(x, y)))
+    if "label_logprobs" in path and isinstance(x, float) and isinstance(y, float):
+        assert abs(x - y) < 2e-3, (path, x, y)
+        return True
+    assert x == y, (path, x, y)
+    return True
