@@ -204,7 +204,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .llm import CacheError, LLMError
     from .runs import RunError
 
-    errs: list[type[BaseException]] = [ConfigError, LLMError, CacheError, RunError]
+    # OSError: a file the user named is missing, a folder is not writable, the disk is full
+    errs: list[type[BaseException]] = [ConfigError, LLMError, CacheError, RunError, OSError]
     try:
         from .data import DataError
         from .tasks import TaskError

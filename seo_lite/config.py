@@ -21,14 +21,57 @@ weaker optimizer             ``optimizer=...``      any model spec
 The paper's exact hyperparameters are not public in our summary; the presets
 are ours: ``smoke`` (seconds, for tests), ``classroom`` (minutes on a laptop
 CPU with the embedded model), ``paper`` (a GPU with 4-bit Llama-2, or an API).
+
+Secrets.  A model option whose name says it is a secret (``api_key``,
+``token``, ``password``, ...; see :data:`SECRET_OPTION`) is kept in the
+object, because the model needs it, but never leaves it: ``to_dict`` /
+``to_json`` (hence ``config.json``) leave it out, a URL option loses its
+``user:password@`` part, and ``repr`` shows ``'<redacted>'``.  A config read
+back from a run directory therefore has no key; the key comes again from
+the environment (``OPENAI_API_KEY``) or from the caller, and resuming
+compares configs without it.
 """
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 VALIDATION_MODES = ("stochastic", "fixed", "none")
+
+# option names that hold secrets: never serialised, never shown
+SECRET_OPTION = re.compile(
+    r"^(?:.*[_-])?(?:api_?key|key|token|secret|passw(?:or)?d|credentials?)$|^auth", re.IGNORECASE)
+OPTION_FIELDS = ("task_options", "generator_options", "optimizer_options")
+REDACTED = "<redacted>"
+
+
+def _strip_userinfo(value: Any) -> Any:
+    """``scheme://user:pw@host/...`` -> ``scheme://host/...``; other values unchanged."""
+    if not isinstance(value, str) or "://" not in value or "@" not in value:
+        return value
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname or ""
+        netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+    except ValueError:
+        return REDACTED
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def public_options(options: dict, *, mark: bool = False) -> dict:
+    """``options`` without secrets: secret-named keys dropped (or shown as
+    ``'<redacted>'`` with ``mark=True``), credentials cut out of URLs."""
+    out = {}
+    for k, v in options.items():
+        if SECRET_OPTION.search(str(k)):
+            if mark:
+                out[k] = REDACTED
+            continue
+        out[k] = _strip_userinfo(v)
+    return out
 
 
 class ConfigError(ValueError):
@@ -136,9 +179,21 @@ class SEOConfig:
         return cls(**d)
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field, without secrets (what ``config.json`` holds)."""
         d = asdict(self)
         d["initial_experience"] = list(self.initial_experience)
+        for name in OPTION_FIELDS:
+            d[name] = public_options(d[name])
         return d
+
+    def __repr__(self) -> str:
+        shown = []
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name in OPTION_FIELDS:
+                v = public_options(v, mark=True)
+            shown.append(f"{f.name}={v!r}")
+        return f"SEOConfig({', '.join(shown)})"
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -147,7 +202,8 @@ class SEOConfig:
         return replace(self, **changes)
 
     def differences(self, other: "SEOConfig", ignore=("steps", "bootstrap")) -> dict[str, tuple]:
-        """Keys whose values differ (``steps`` may grow: a run can be extended)."""
+        """Keys whose values differ (``steps`` may grow: a run can be extended);
+        secrets are not compared (a run directory never holds them)."""
         a, b = self.to_dict(), other.to_dict()
         return {k: (a[k], b[k]) for k in a if k not in ignore and a[k] != b[k]}
 

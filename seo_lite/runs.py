@@ -18,7 +18,15 @@ is what a kill during the write leaves, and is cut off; a bad line anywhere
 else is real corruption and an error.  The checkpoint and Markdown files are
 rewritten from the log when they are missing, stale or unreadable, so a kill
 between the log and them loses nothing.  Only JSON and Markdown are written,
-never pickle; every file except the log is replaced atomically.
+never pickle; every file except the log is replaced atomically, and the
+temporary files a kill can leave behind (``.<name>.*.tmp``) are removed when
+the run is opened again.  A log line that parses but is not a step record
+(missing fields, wrong step number) is corruption, reported as a
+:class:`RunError` naming the line, never a traceback from deep inside.
+
+Run names from grids or users go through :func:`safe_run_path`: a name is
+one path component of letters, digits and ``. _ = -``; it can never climb
+out of the output folder.
 """
 from __future__ import annotations
 
@@ -44,7 +52,7 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=-]{0,127}$")
 def safe_run_path(root: str | os.PathLike, name: str) -> Path:
     """``root/name`` for a run name from a grid or a user, refusing names that
     could escape ``root`` (``..``, slashes, absolute paths, odd characters)."""
-    if not isinstance(name, str) or not _SAFE_NAME.match(name) or ".." in name:
+    if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name) or ".." in name:
         raise RunError(f"invalid run name {name!r}: use letters, digits and . _ = - "
                        "(no slashes, no '..', at most 128 characters)")
     root_p = Path(root).resolve()
@@ -52,6 +60,12 @@ def safe_run_path(root: str | os.PathLike, name: str) -> Path:
     if path.parent != root_p:
         raise RunError(f"run name {name!r} escapes the output folder {root_p}")
     return path
+
+
+def _ours_before_config(p: Path) -> bool:
+    """What a run killed before its config.json was in place can leave: the
+    experience folder and temporary files of atomic writes."""
+    return p.name == "experience" or (p.name.startswith(".") and p.name.endswith(".tmp"))
 
 
 def splits_ids(splits) -> dict[str, list[str]]:
@@ -83,6 +97,12 @@ class RunDir:
 
         if self.path.exists() and not self.path.is_dir():
             raise RunError(f"{self.path} exists and is not a folder")
+        for parent in self.path.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise RunError(f"cannot create the run directory {self.path}: "
+                                   f"{parent} is a file, not a folder")
+                break
         cfg_file = self.path / "config.json"
         ids = splits_ids(splits)
         if cfg_file.exists():
@@ -96,18 +116,27 @@ class RunDir:
             if old_ids is not None and old_ids != ids:
                 raise RunError(f"{self.path} was made with other data splits (the data files "
                                "or the loader changed); start a new run directory")
-        elif self.path.is_dir() and any(p.name != "experience" for p in self.path.iterdir()):
-            found = sorted(p.name for p in self.path.iterdir())[:5]
+        elif self.path.is_dir() and any(not _ours_before_config(p) for p in self.path.iterdir()):
+            found = sorted(p.name for p in self.path.iterdir() if not _ours_before_config(p))[:5]
             raise RunError(f"{self.path} is not empty and is not a run directory "
                            f"(found {', '.join(found)}); choose a new or empty folder")
-        (self.path / "experience").mkdir(parents=True, exist_ok=True)
+        try:
+            (self.path / "experience").mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RunError(f"cannot create the run directory {self.path}: {e.strerror or e}") from None
+        self._remove_stale_temporaries()
         self._write_json("config.json", config.to_dict())
         self._write_json("splits.json", ids)
-        records = [StepRecord.from_dict(d) for d in self._read_log()]
-        for i, r in enumerate(records):
-            if r.step != i:
-                raise RunError(f"{self.log}: line {i + 1} holds step {r.step}, expected {i}; "
-                               "the log is not one run's steps in order")
+        records = []
+        for i, d in enumerate(self._read_log()):
+            try:
+                records.append(StepRecord.from_dict(d))
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
+                raise RunError(f"{self.log}: line {i + 1} is not a step record "
+                               f"({type(e).__name__}: {e}); the log is damaged") from None
+            if records[-1].step != i:
+                raise RunError(f"{self.log}: line {i + 1} holds step {records[-1].step!r}, "
+                               f"expected {i}; the log is not one run's steps in order")
         records = records[: config.steps] if len(records) > config.steps else records
         initial = Experience(config.initial_experience)
         self._write_experience(0, initial)
@@ -115,6 +144,14 @@ class RunDir:
             self._write_experience(r.step + 1, r.experience_after)
         self._sync_checkpoint(records, initial)
         return records
+
+    def _remove_stale_temporaries(self) -> None:
+        """Delete ``.<name>.*.tmp`` files that a kill inside ``atomic_write_text``
+        left (the file they were to replace is intact or rebuilt from the log)."""
+        for folder in (self.path, self.path / "experience", self.path / "eval"):
+            if folder.is_dir():
+                for p in folder.glob(".*.tmp"):
+                    p.unlink(missing_ok=True)
 
     def _read_config(self, cfg_file: Path) -> SEOConfig:
         try:
@@ -208,13 +245,16 @@ def load_run(path: str | os.PathLike):
         raise RunError(f"{rd.path} is not a run directory (no config.json)")
     config = rd._read_config(rd.path / "config.json")
     records = []
-    lines = rd.log.read_text(encoding="utf-8").splitlines() if rd.log.exists() else []
+    # bytes, decoded line by line: a kill can cut a multi-byte character in two
+    lines = rd.log.read_bytes().split(b"\n") if rd.log.exists() else []
+    while lines and not lines[-1].strip():
+        lines.pop()
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            records.append(StepRecord.from_dict(json.loads(line)))
-        except (ValueError, KeyError, TypeError) as e:
+            records.append(StepRecord.from_dict(json.loads(line.decode("utf-8"))))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
             if i == len(lines) - 1:
                 break          # torn last line of a run that is still going or crashed
             raise RunError(f"{rd.log}: line {i + 1} is corrupt ({e})") from e

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import multiprocessing as mp
 from pathlib import Path
 
@@ -185,3 +186,24 @@ def test_fully_cached_call_never_loads_the_model(tmp_path):
     warm = EmbeddedLLM(cache=tmp_path / "c")
     assert warm.generate(r).cached
     assert not warm.loaded, "a warm re-run needs no weights"
+
+
+def test_a_killed_writers_temporary_file_is_swept_when_the_key_is_written(tmp_path):
+    import subprocess
+    import sys
+
+    cache = CallCache(tmp_path / "c")
+    key = CallCache.key_of({"kind": "generate", "x": 1})
+    dest = cache.path(key)
+    dest.parent.mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    orphan = dest.parent / f".{dest.name}.{dead}.abc123.tmp"          # its writer is gone
+    busy = dest.parent / f".{dest.name}.{os.getppid()}.def456.tmp"    # its writer still runs
+    orphan.write_text('{"payload": {"kind"')
+    busy.write_text('{"payl')
+    cache.put(key, {"kind": "generate", "x": 1}, {"text": "a"})
+    assert not orphan.exists() and busy.exists()
+    assert cache.get(key, {"kind": "generate", "x": 1}) == ({"text": "a"}, None)
+    cache.clear()
+    assert not busy.exists() and len(cache) == 0

@@ -128,11 +128,26 @@ def test_persistent_500_raises_naming_the_server_after_all_attempts():
         assert llm.generate(Request("doomed")).text == "echo: doomed"
 
 
-def test_malformed_body_is_an_error_not_a_retry():
-    with serve(echo, faults={1: "malformed"}) as s:
+def test_damaged_json_body_is_retried_like_a_cut_connection():
+    # the SDK does not retry a 200 whose JSON does not parse; the backend does
+    with serve(echo, faults={1: "malformed", 2: "malformed"}) as s:
+        assert backend(s, max_retries=2).generate(Request("x")).text == "echo: x"
+        assert s.count == 3
+
+
+def test_damaged_json_body_that_persists_is_a_clear_error():
+    with serve(echo, faults="malformed") as s:
         with pytest.raises(LLMError, match="malformed") as e:
+            backend(s, max_retries=1).generate(Request("x"))
+        assert s.base_url in str(e.value) and "2 attempt(s)" in str(e.value)
+        assert s.count == 2
+
+
+def test_a_page_that_is_not_json_is_an_error_not_a_retry():
+    with serve(echo, faults={1: "html"}) as s:
+        with pytest.raises(LLMError, match="not a JSON chat completion") as e:
             backend(s).generate(Request("x"))
-        assert s.base_url in str(e.value)
+        assert s.base_url in str(e.value) and "Welcome to nginx" in str(e.value)
         assert s.count == 1
 
 

@@ -326,10 +326,14 @@ class LLM(ABC):
             value = None
             if self.cache is not None:
                 value, err = self.cache.get(key, payload)
+                if value is not None:
+                    try:
+                        results[i] = _from_cache(kind, value, r)
+                    except (TypeError, ValueError) as e:   # parses, but is not an answer
+                        value, err = None, self.cache.reject(key, f"{type(e).__name__}: {e}")
                 if err:
                     self.usage.add(role, cache_errors=1)
             if value is not None:
-                results[i] = _from_cache(kind, value)
                 hits += 1
             else:
                 misses[key] = [i]
@@ -406,14 +410,24 @@ def progress_bar(items: list):
     return tqdm(total=len(items), desc=desc, leave=False)
 
 
-def _from_cache(kind: str, value: dict):
+def _from_cache(kind: str, value: dict, request=None):
+    """A cached answer as a Completion / Scores, checked against the request
+    it is for; a value of the wrong shape raises TypeError or ValueError (the
+    caller treats the entry as corrupt and asks the model again)."""
     value = dict(value)
     value["cached"] = True
-    if kind == "generate":
-        value["latency_s"] = 0.0
-        return Completion(**value)
     value["latency_s"] = 0.0
-    return Scores(**value)
+    if kind == "generate":
+        out = Completion(**value)
+        if not isinstance(out.text, str):
+            raise TypeError(f"cached text is {type(out.text).__name__}, not str")
+        return out
+    out = Scores(**value)
+    want = len(request.continuations) if request is not None else len(out.logprobs)
+    if (not isinstance(out.logprobs, list) or len(out.logprobs) != want
+            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in out.logprobs)):
+        raise ValueError(f"cached logprobs {str(out.logprobs)[:80]} do not fit {want} continuations")
+    return out
 
 
 __all__ = ["GenParams", "Request", "ScoreRequest", "Completion", "Scores", "LLM",

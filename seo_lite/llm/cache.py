@@ -12,7 +12,8 @@ place (``os.replace`` is atomic), so two processes sharing one cache folder
 never need a lock; two writers of one key write the same answer.  Each file
 also stores the full key payload, so a read checks it really holds the
 answer asked for; a file that cannot be read or does not match (a corrupt
-entry) is reported, counted and recomputed, never trusted.
+entry), or whose answer has the wrong shape for the request (checked by the
+caller, ``LLM``), is reported, counted and recomputed, never trusted.
 """
 from __future__ import annotations
 
@@ -57,7 +58,9 @@ def atomic_write_text(path: Path, text: str, *, fsync: bool = False) -> None:
     """Write ``text`` to ``path`` so that readers see the old file or the new
     one, never half of one (temporary file in the same folder + rename)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # the writer's pid is in the name, so a later writer can tell a file that a
+    # killed process left (removable) from one still being written
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -71,6 +74,26 @@ def atomic_write_text(path: Path, text: str, *, fsync: bool = False) -> None:
         except OSError:
             pass
         raise
+
+
+def _remove_orphans(path: Path) -> None:
+    """Delete temporary files of ``path`` left by writers that were killed
+    (their pid, in the file name, no longer runs on this machine).  Writing a
+    key again is when a killed write shows up, so that is when it is swept."""
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:                     # exists, owned by someone else
+        return True
+    return True
 
 
 class CallCache:
@@ -118,6 +141,11 @@ class CallCache:
         except (ValueError, KeyError, TypeError) as e:
             return None, self._bad(p, f"corrupt ({type(e).__name__}: {e})")
 
+    def reject(self, key: str, why: str) -> str:
+        """Report an entry that parsed but does not hold a usable answer (the
+        caller checked its shape); it will be recomputed and overwritten."""
+        return self._bad(self.path(key), f"corrupt ({why})")
+
     def _bad(self, path: Path, why: str) -> str:
         msg = f"cache entry {path} is {why}; recomputing it"
         warnings.warn(msg, RuntimeWarning, stacklevel=4)
@@ -126,6 +154,7 @@ class CallCache:
     def put(self, key: str, payload: dict, value: dict) -> None:
         p = self.path(key)
         p.parent.mkdir(parents=True, exist_ok=True)
+        _remove_orphans(p)
         atomic_write_text(p, _canonical({"payload": payload, "value": value}))
 
     def __len__(self) -> int:
@@ -133,6 +162,8 @@ class CallCache:
 
     def clear(self) -> None:
         for p in self.root.glob("??/*.json"):
+            p.unlink(missing_ok=True)
+        for p in self.root.glob("??/.*.tmp"):
             p.unlink(missing_ok=True)
 
     def __repr__(self):

@@ -14,13 +14,22 @@ ones); a greedy request sends ``params.seed``.  Requests run on a thread pool
 of ``concurrency`` workers sharing one HTTP connection pool, and answers are
 returned in request order.
 
-Retries are the SDK's own (``max_retries``): it retries connection errors,
-timeouts, 408, 409, 429 and every 5xx, waiting 0.5 s * 2**retry (at most 8 s,
-minus up to 25 % jitter) or the server's ``Retry-After`` / ``retry-after-ms``
-when that is between 0 and 120 s; ``max_retries=N`` means at most N + 1
-attempts.  What is left after that -- retries exhausted, a 4xx such as 401 or
-404, a body that is not a chat completion -- is raised as :class:`LLMError`
-naming the server and the HTTP status.
+Retries are mostly the SDK's own (``max_retries``): it retries connection
+errors (a cut or dropped connection), timeouts, 408, 409, 429 and every 5xx,
+waiting 0.5 s * 2**retry (at most 8 s, minus up to 25 % jitter) or the
+server's ``Retry-After`` / ``retry-after-ms`` when that is between 0 and 120
+s; ``max_retries=N`` means at most N + 1 attempts.
+
+The SDK does not retry a *damaged* answer: status 200, ``Content-Type: json``,
+but a body that does not parse (a proxy or an overloaded server cut it
+short).  That is the same transient fault as a cut connection, and asking
+again is safe (a chat completion changes nothing on the server), so this
+backend retries it too, with the same budget and the same backoff: at most
+``max_retries`` more attempts.  A body that parses but is not a chat
+completion, or is not JSON at all (``base_url`` points at something else), is
+not transient and fails at once.  What is left after the retries -- retries
+exhausted, a 4xx such as 401 or 404, a body that is not a chat completion --
+is raised as :class:`LLMError` naming the server and the HTTP status.
 
 Secrets: the API key goes to the SDK client and nowhere else.  It is not in
 ``identity()`` (hence not in any cache key or cache file), not in ``repr()``,
@@ -29,6 +38,7 @@ and it is blanked out of error messages, even when a server echoes it.
 from __future__ import annotations
 
 import os
+import random
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from typing import Any
@@ -152,11 +162,27 @@ class OpenAICompatLLM(LLM):
                 bar.close()
 
     def _one(self, r: Request) -> Completion:
+        """One request, retrying a damaged (unparseable JSON) answer like the SDK
+        retries a cut connection."""
+        t0 = time.perf_counter()
+        for attempt in range(self.max_retries + 1):
+            try:
+                resp = self._attempt(r)
+            except _Damaged as e:
+                if attempt == self.max_retries:
+                    raise self._error(
+                        f"malformed response, not a JSON chat completion ({e}) after "
+                        f"{attempt + 1} attempt(s) (max_retries={self.max_retries})") from None
+                time.sleep(min(0.5 * 2 ** attempt, 8.0) * (1 - 0.25 * random.random()))
+                continue
+            return self._parse(resp, time.perf_counter() - t0)
+        raise AssertionError("unreachable")
+
+    def _attempt(self, r: Request) -> Any:
         import openai
 
-        t0 = time.perf_counter()
         try:
-            resp = self._client.chat.completions.create(**self._request_kwargs(r))
+            return self._client.chat.completions.create(**self._request_kwargs(r))
         except openai.APIStatusError as e:
             raise self._error(self._status_reason(e)) from None
         except openai.APITimeoutError as e:
@@ -168,12 +194,10 @@ class OpenAICompatLLM(LLM):
             detail = f"{type(cause).__name__}: {cause}" if cause else str(e)
             raise self._error(f"connection failed {self._attempts(e)}: {detail}. "
                               "Is the server running at that address?") from None
-        except ValueError as e:            # body is not JSON (json.JSONDecodeError)
-            raise self._error(f"malformed response, not a JSON chat completion ({e})") from None
+        except ValueError as e:            # a JSON body that does not parse: damaged in transit
+            raise _Damaged(str(e)) from None
         except openai.OpenAIError as e:
             raise self._error(f"{type(e).__name__}: {e}") from None
-        latency = time.perf_counter() - t0
-        return self._parse(resp, latency)
 
     def _parse(self, resp: Any, latency: float) -> Completion:
         if isinstance(resp, str):          # the SDK hands back a non-JSON body as text
@@ -229,6 +253,10 @@ class OpenAICompatLLM(LLM):
         if isinstance(key, str) and len(key) >= 4 and key != PLACEHOLDER_KEY:
             reason = reason.replace(key, "<api key>")
         return LLMError(f"OpenAI-compatible server {self.base_url} (model {self.model!r}): {reason}")
+
+
+class _Damaged(Exception):
+    """A 200 answer whose JSON body does not parse (retried)."""
 
 
 def _count(usage: Any, field: str) -> int:

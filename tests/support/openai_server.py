@@ -25,7 +25,10 @@ an iterator of kinds, or one kind string for every request.  Kinds:
   before answering; the client has given up by then;
 * ``"cut"`` -- send the headers and half of the body, then close the socket;
 * ``"drop"`` -- close the socket without any response;
-* ``"malformed"`` -- 200 with a body that is not JSON;
+* ``"malformed"`` -- 200, ``Content-Type: application/json``, with a body that
+  does not parse (cut short, as a proxy might leave it);
+* ``"html"`` -- 200 with an HTML page (``base_url`` points at a web server,
+  not at an OpenAI-compatible API);
 * ``"persistent-500"`` -- this request and every later one fail with 500
   (until ``set_faults`` is called).
 
@@ -49,7 +52,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterable, Iterator, Mapping, Union
 
-FAULT_KINDS = ("429", "500", "503", "timeout", "cut", "drop", "malformed", "persistent-500")
+FAULT_KINDS = ("429", "500", "503", "timeout", "cut", "drop", "malformed", "html", "persistent-500")
 
 Responder = Callable[[list, dict], Union[str, Mapping[str, Any]]]
 Faults = Union[None, str, Mapping[int, str], Callable[[int, dict], Union[str, None]], Iterable]
@@ -292,6 +295,15 @@ class _Handler(BaseHTTPRequestHandler):
                 return
         if kind == "malformed":
             self._send(200, b'{"id": "chatcmpl-broken", "choices": [')
+            return
+        if kind == "html":
+            page = b"<!doctype html><html><body><h1>Welcome to nginx!</h1></body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+            self.wfile.flush()
             return
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
             self._send(400, _error_body("'messages' must be a non-empty list", "invalid_request_error"))
