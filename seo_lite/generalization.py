@@ -1,0 +1,271 @@
+"""Does a learned experience carry over to data it was not trained on?
+
+The paper tests two kinds of generalization of an experience E_T learned on
+one task:
+
+* **out of distribution**: E_T learned on HotpotQA (closed book) is put, as
+  it is, into the prompt for 2WikiMultihopQA questions;
+* **transfer across translation directions**: E_T learned on en->de is used
+  for en->fr, en->cs, ..., and E_T learned on de->en for fr->en, cs->en, ...
+
+For each target task the same examples are answered with E_T and without it,
+and the paired difference
+
+    Delta = mean_x [ s(M_gen(x; E_T), x) - s(M_gen(x), x) ]
+
+is reported with a paired bootstrap interval (:func:`seo_lite.seo.compare`).
+Which tasks pair with which is data (:data:`seo_lite.data.GENERALIZATION`),
+and the examples come from :func:`seo_lite.data.load_eval_set`, which leaves
+out everything the run trained or validated on.
+
+Results are files: ``<run_dir>/generalization/<pair>.json``, so figures
+(:mod:`seo_lite.figures`) are built from them, not from a notebook's memory.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+from .data import GENERALIZATION, load_eval_set
+from .llm.cache import atomic_write_text
+from .runs import load_run
+from .seo import compare
+from .tasks import get_task
+
+RESULTS_FOLDER = "generalization"
+
+
+def pairs_for(task_name: str) -> list[str]:
+    """The generalization pairs whose training task is ``task_name``."""
+    name = get_task(task_name).name
+    return [p for p, spec in GENERALIZATION.items() if get_task(spec["train"]).name == name]
+
+
+def _eval_task(name: str, config):
+    """The target task, with the run's task options and answer mode where they apply."""
+    opts = dict(config.task_options)
+    if config.answer_mode is not None:
+        opts["answer_mode"] = config.answer_mode
+    try:
+        return get_task(name, **opts)
+    except Exception:                     # an option the target family does not take
+        return get_task(name)
+
+
+def _estimate(comp) -> dict:
+    d = comp.to_dict()
+    return {"with": d["with"]["score"], "without": d["without"]["score"],
+            "diff": d["paired"]["diff"], "wins": d["paired"]["wins"],
+            "losses": d["paired"]["losses"], "ties": d["paired"]["ties"],
+            "metrics_with": d["with"]["metrics"], "metrics_without": d["without"]["metrics"]}
+
+
+def evaluate_generalization(run_dir: str | os.PathLike, pair: str | None = None, *, size: int = 20,
+                            tasks: Sequence[str] | None = None, generator=None,
+                            progress: bool = False) -> dict:
+    """Evaluate the run's learned experience on the targets of ``pair`` (default:
+    the one pair whose training task is the run's task) and write
+    ``<run_dir>/generalization/<pair>.json``.  ``tasks`` restricts the targets."""
+    run, final = load_run(run_dir)
+    cfg = run.config
+    if pair is None:
+        found = pairs_for(cfg.task)
+        if len(found) != 1:
+            raise ValueError(f"task {cfg.task!r} has {len(found)} generalization pairs "
+                             f"({', '.join(found) or 'none'}); name one with pair=...")
+        pair = found[0]
+    if pair not in GENERALIZATION:
+        raise ValueError(f"unknown pair {pair!r}; known: {', '.join(GENERALIZATION)}")
+    spec = GENERALIZATION[pair]
+    if get_task(spec["train"]).name != get_task(cfg.task).name:
+        raise ValueError(f"pair {pair!r} trains on {spec['train']}, but the run trained on {cfg.task}")
+    targets = list(spec["eval"]) if tasks is None else list(tasks)
+    unknown = [t for t in targets if t not in spec["eval"]]
+    if unknown:
+        raise ValueError(f"{pair!r} evaluates on {', '.join(spec['eval'])}, not {', '.join(unknown)}")
+    if generator is None:
+        from .llm import make_llm
+
+        generator = make_llm(cfg.generator, **cfg.generator_options)
+    results = {}
+    for name in targets:
+        task = _eval_task(name, cfg)
+        examples = load_eval_set(pair, task, size=size, train=cfg.train_size, dev=cfg.dev_size,
+                                 seed=cfg.seed, source=cfg.data_source)
+        comp = compare(task, generator, examples, run.experience, split=f"transfer:{task.name}",
+                       n_boot=cfg.bootstrap, seed=cfg.seed,
+                       progress=f"{task.name}" if progress else False)
+        results[task.name] = {"n": len(examples), **_estimate(comp)}
+    in_domain = None
+    if final and "test" in final.get("comparisons", {}):
+        c = final["comparisons"]["test"]
+        in_domain = {"n": c["with"]["score"]["n"], "with": c["with"]["score"],
+                     "without": c["without"]["score"], "diff": c["paired"]["diff"],
+                     "metrics_with": c["with"]["metrics"], "metrics_without": c["without"]["metrics"]}
+    out = {"pair": pair, "train_task": get_task(cfg.task).name, "size": size,
+           "experience": run.experience.to_list(), "steps": len(run.steps),
+           "models": {"generator": generator.identity(),
+                      "optimizer": (final or {}).get("models", {}).get("optimizer",
+                                                                      {"model": cfg.optimizer})},
+           "config": {"generator": cfg.generator, "optimizer": cfg.optimizer,
+                      "generator_options": cfg.generator_options,
+                      "optimizer_options": cfg.optimizer_options, "seed": cfg.seed,
+                      "task": cfg.task},
+           "in_domain": in_domain, "results": results}
+    path = Path(run_dir) / RESULTS_FOLDER / f"{pair}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(out, indent=1, ensure_ascii=False) + "\n")
+    out["path"] = str(path)
+    return out
+
+
+def load_results(root: str | os.PathLike) -> list[dict]:
+    """Every ``generalization/<pair>.json`` under ``root`` (recursively)."""
+    out = []
+    for p in sorted(Path(root).rglob(f"{RESULTS_FOLDER}/*.json")):
+        try:
+            d = json.loads(p.read_text(encoding="utf-8"))
+        except ValueError:
+            continue
+        if isinstance(d, dict) and "pair" in d and "results" in d:
+            d["path"] = str(p)
+            out.append(d)
+    return out
+
+
+# -- the transfer matrix --------------------------------------------------------------------------
+def other_language(task_name: str) -> str:
+    """For a translation direction to or from English, the other language
+    (``flores:en-fr`` -> ``fr``, ``flores:fr-en`` -> ``fr``); else the task name."""
+    name = task_name.split(":", 1)[-1]
+    if "-" in name:
+        src, tgt = name.split("-", 1)
+        if src == "en":
+            return tgt
+        if tgt == "en":
+            return src
+    return task_name
+
+
+def direction_label(task_name: str) -> str:
+    return task_name.split(":", 1)[-1].replace("-", "\u2192")
+
+
+def transfer_matrix(results: Sequence[dict], value: str = "diff") -> dict:
+    """Rows: the direction an experience was learned on; columns: the other
+    language of the direction it is used on (so en->de and de->en rows line up:
+    column ``fr`` is en->fr for the first and fr->en for the second).  The
+    learned direction's own column holds its in-domain test result.  ``value``:
+    ``diff`` (with - without), ``with`` or ``without``; cells are means, with the
+    interval and n kept beside them."""
+    rows, cols, cells = [], [], {}
+    known = list(GENERALIZATION)
+    order = lambda r: (known.index(r["pair"]) if r["pair"] in known else len(known), r["pair"])
+    for res in sorted(results, key=order):
+        row = res["train_task"]
+        if row not in rows:
+            rows.append(row)
+        own = other_language(row)
+        entries = dict(res["results"])
+        if res.get("in_domain"):
+            entries = {row: res["in_domain"], **entries}
+        for task, r in entries.items():
+            col = other_language(task)
+            if col not in cols:
+                cols.append(col)
+            cells[(row, col)] = {"task": task, "mean": r[value]["mean"], "low": r[value]["low"],
+                                 "high": r[value]["high"], "n": r["n"], "in_domain": col == own}
+    return {"rows": rows, "cols": cols, "cells": cells, "value": value}
+
+
+# -- a whole study: train on each source task, evaluate on its targets ----------------------------
+#: The CPU study behind figures/ood.png and figures/transfer-matrix.png (and chapter 7's defaults).
+CPU_STUDY = dict(
+    pairs=("ood_hotpotqa_to_2wiki", "transfer_flores_en-de", "transfer_flores_de-en"),
+    preset="smoke",
+    overrides={"steps": 3, "batch_size": 2, "num_candidates": 2, "val_size": 6, "train_size": 24,
+               "dev_size": 8, "test_size": 12, "opt_max_new_tokens": 48},
+    max_new_tokens={"qa": 24, "translation": 40},
+    eval_size=12)
+
+
+def source_config(train_task: str, *, preset: str = "smoke", overrides: dict | None = None,
+                  max_new_tokens: dict | None = None, seed: int = 0, data_source: str = "local",
+                  generator: str = "embedded", generator_options: dict | None = None,
+                  optimizer: str | None = None, optimizer_options: dict | None = None):
+    """The SEOConfig that learns an experience on ``train_task``; the generation
+    length is capped per task family (``{"qa": 24, "translation": 64}``), since the
+    families' defaults (up to 256 tokens) are slow on a CPU."""
+    from .config import SEOConfig
+
+    family = get_task(train_task).family
+    cap = (max_new_tokens or {}).get("qa" if family == "qa" or "qa" in family else family)
+    opts = {"max_new_tokens": int(cap)} if cap else {}
+    return SEOConfig.preset(preset, task=train_task, task_options=opts, seed=seed,
+                            data_source=data_source, generator=generator,
+                            generator_options=dict(generator_options or {}),
+                            optimizer=optimizer or generator,
+                            optimizer_options=dict(optimizer_options if optimizer_options is not None
+                                                   else (generator_options or {})),
+                            **(overrides or {}))
+
+
+def run_name(task_name: str) -> str:
+    """A folder name for a task's run (``flores:en-de`` -> ``flores_en-de``)."""
+    return get_task(task_name).name.replace(":", "_")
+
+
+def run_study(runs_dir: str | os.PathLike, *, pairs: Sequence[str], preset: str, overrides: dict,
+              max_new_tokens: dict, eval_size: int, langs: Sequence[str] | None = None,
+              seed: int = 0, data_source: str = "local", progress: bool = True) -> list[dict]:
+    """Train once per source task (resuming its run directory) and evaluate its
+    experience on the pair's targets (``langs`` restricts translation targets)."""
+    from .experiment import run_experiment
+    from .runs import safe_run_path
+
+    out = []
+    for pair in pairs:
+        spec = GENERALIZATION[pair]
+        cfg = source_config(spec["train"], preset=preset, overrides=overrides,
+                            max_new_tokens=max_new_tokens, seed=seed, data_source=data_source)
+        run_dir = safe_run_path(runs_dir, run_name(spec["train"]))
+        result = run_experiment(cfg, run_dir, progress=progress)
+        targets = [t for t in spec["eval"] if langs is None or other_language(get_task(t).name) in langs]
+        out.append(evaluate_generalization(run_dir, pair, size=eval_size, tasks=targets,
+                                           progress=progress))
+        print(result.run.summary() if progress else "", end="\n" if progress else "")
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m seo_lite.generalization [--runs runs/generalization]``: the CPU
+    study (:data:`CPU_STUDY`): train on HotpotQA closed-book, FLORES en-de and
+    de-en, evaluate OOD and across directions; results land in each run directory."""
+    import argparse
+    import time
+
+    ap = argparse.ArgumentParser(prog="python -m seo_lite.generalization", description=main.__doc__)
+    ap.add_argument("--runs", default="runs/generalization")
+    ap.add_argument("--eval-size", type=int, default=CPU_STUDY["eval_size"])
+    args = ap.parse_args(argv)
+    t0 = time.time()
+    study = {**CPU_STUDY, "eval_size": args.eval_size}
+    for res in run_study(args.runs, **study):
+        print(f"{res['pair']}: learned on {res['train_task']} ({len(res['experience'])} rules)")
+        for task, r in res["results"].items():
+            d = r["diff"]
+            print(f"  {task:<22} n={r['n']:<3} without {r['without']['mean']:.3f}  with {r['with']['mean']:.3f}"
+                  f"  diff {d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]")
+    print(f"{(time.time() - t0) / 60:.1f} min")
+    return 0
+
+
+__all__ = ["evaluate_generalization", "load_results", "pairs_for", "transfer_matrix",
+           "other_language", "direction_label", "RESULTS_FOLDER", "CPU_STUDY", "source_config",
+           "run_name", "run_study", "main"]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,329 @@
+"""Figures are built from run directories only, and the ablation grid resumes.
+
+Most tests make real run directories fast: the real ``run_experiment`` with a
+scripted model (answers chosen here; see tests/support/scripted.py) on the real
+TREC and FLORES data.  One test runs a tiny grid through papermill with the
+embedded model, builds its figures, and checks that running it again executes
+nothing.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from seo_lite import ablation, figures, plots
+from seo_lite.experiment import run_experiment
+from seo_lite.generalization import evaluate_generalization, load_results, transfer_matrix
+from seo_lite.prompts import EXPERIENCE_HEADER, OPTIMIZER_SYSTEM
+from tests.support.scripted import ScriptedLLM
+
+REPO = Path(__file__).resolve().parents[1]
+GOOD_RULE = "Questions that start with Who ask for a human."
+TREC_LABELS = ("abbreviation", "entity", "description", "human", "location", "number")
+
+
+# -- a scripted model that behaves like a (very) small LLM, deterministically ----------------------
+def _optimizer_reply(r) -> str:
+    j = r.sample_index % 3
+    if j == 0:
+        return f"1. {GOOD_RULE}\n2. <script>alert('x')</script> Be careful with <b>when</b>."
+    if j == 1:
+        return "I cannot think of rules for this."          # a failed candidate
+    return "\n".join(f"{i}. Rule {i}: read the question word." for i in range(1, 7))   # cut by the cap
+
+
+def _generator_reply(r) -> str:
+    user = r.messages[-1]["content"]
+    text = user.split("\n\n")[-1]
+    return text.upper() if EXPERIENCE_HEADER in user else text     # "translations" differ with rules
+
+
+def _scores(r) -> list[float]:
+    user = r.messages[-1]["content"]
+    question = user.rsplit("Question:", 1)[-1].strip().lower()
+    if EXPERIENCE_HEADER in user and "human" in user.split("Question:")[0] and question.startswith("who"):
+        return [-3.0, -3.0, -3.0, -0.5, -3.0, -3.0]
+    return [-0.5] + [-3.0] * 5                                    # "abbreviation", like SmolLM2
+
+
+def scripted_llm(name: str = "scripted-135m") -> ScriptedLLM:
+    def reply(r):
+        if r.messages[0]["content"] == OPTIMIZER_SYSTEM:
+            return _optimizer_reply(r)
+        return _generator_reply(r)
+    return ScriptedLLM(reply, score=_scores, name=name)
+
+
+TINY = {"TASK": "trec", "ANSWER_MODE": "score", "PRESET": "smoke", "STEPS": 2, "BATCH_SIZE": 2,
+        "NUM_CANDIDATES": 3, "VAL_SIZE": 8, "TRAIN_SIZE": 30, "DEV_SIZE": 10, "TEST_SIZE": 12}
+
+
+def scripted_run(out, **params):
+    """A real run directory (run_experiment) made with the scripted model."""
+    setup = ablation.setup_from_parameters(**{**TINY, **params, "OUT_DIR": str(out)})
+    llm = scripted_llm()
+    return run_experiment(setup.config, setup.out_dir, generator=llm, optimizer=llm,
+                          progress=False)
+
+
+def in_process(calls: list):
+    """A run_grid executor that runs the cell in this process with the scripted model."""
+    def execute(notebook, output, params, kernel_name, cwd):
+        calls.append(params["OUT_DIR"])
+        scripted_run(params["OUT_DIR"], **{k: v for k, v in params.items() if k != "OUT_DIR"})
+        Path(output).write_text("{}")
+    return execute
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    cells = ablation.ablation_grid(TINY, seeds=(0, 1), validation=("fixed", "none"),
+                                   comparison_off=True, val_sizes=(4, 16), weak_optimizer=None)
+    calls: list = []
+    status = ablation.run_grid(cells, root / "tiny", execute=in_process(calls), log=None)
+    assert [s.status for s in status] == ["ran"] * len(cells)
+    return root, root / "tiny", cells
+
+
+def _is_png(path: Path) -> bool:
+    return path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
+
+
+# -- figure builders ------------------------------------------------------------------------------
+def test_scripted_runs_accept_the_good_rule_and_log_failed_candidates(grid):
+    _, grid_dir, _ = grid
+    run, final = figures.grid_runs(grid_dir)[0][1:]
+    cands = run.steps[0].candidates
+    assert any(c.failure for c in cands) and any(c.cut for c in cands)
+    assert GOOD_RULE in run.experience.rules, "the scripted scores make the Who rule win"
+    assert final["comparisons"]["test"]["paired"]["diff"]["mean"] >= 0
+
+
+def test_each_grid_builder_writes_a_png_from_run_directories(grid, tmp_path):
+    _, grid_dir, _ = grid
+    paths = [figures.ablation_figure(grid_dir, tmp_path), figures.val_size_figure(grid_dir, tmp_path)]
+    rows = [(f"seed {c.seed}", r, f) for c, r, f in figures.grid_runs(grid_dir) if c.factor == "baseline"]
+    paths.append(figures.learning_curves_figure(rows, tmp_path / "curves.png"))
+    paths.append(figures.evolution_figure(rows[0][1], rows[0][2], tmp_path / "evolution.png"))
+    for p in paths:
+        assert p is not None and _is_png(p), p
+    assert {p.name for p in paths} >= {"tiny-ablations.png", "tiny-val-size.png"}
+
+
+def test_build_all_rebuilds_every_figure_of_a_runs_folder(grid, tmp_path):
+    root, _, _ = grid
+    paths = figures.build_all(root, tmp_path / "figs", log=None)
+    names = sorted(p.name for p in paths)
+    assert names == ["tiny-ablations.png", "tiny-experience-evolution.png",
+                     "tiny-learning-curves.png", "tiny-val-size.png"]
+    assert all(_is_png(p) for p in paths)
+
+
+def test_build_all_on_an_empty_or_missing_folder_says_what_to_do(tmp_path):
+    messages: list[str] = []
+    (tmp_path / "empty").mkdir()
+    for root in (tmp_path / "empty", tmp_path / "missing"):
+        assert figures.build_all(root, tmp_path / "figs", log=messages.append) == []
+    assert len(messages) == 2 and all("no figures built" in m and "seo-lite" in m for m in messages)
+    assert not (tmp_path / "figs").exists()
+
+
+def test_cli_figures_command(grid, tmp_path, capsys):
+    from seo_lite.cli import main
+
+    root, _, _ = grid
+    assert main(["figures", "--runs", str(root), "--out", str(tmp_path / "cli")]) == 0
+    printed = capsys.readouterr().out
+    assert "tiny-ablations.png" in printed and (tmp_path / "cli" / "tiny-ablations.png").is_file()
+
+
+def test_unfinished_runs_are_left_out(tmp_path):
+    out = tmp_path / "runs" / "single"
+    scripted_run(out)
+    (out / "final.json").rename(out / "final.moved")
+    messages: list[str] = []
+    assert figures.build_all(tmp_path / "runs", tmp_path / "f", log=messages.append) == []
+    (out / "final.moved").rename(out / "final.json")
+    paths = figures.build_all(tmp_path / "runs", tmp_path / "f", log=None)
+    assert [p.name for p in paths] == ["runs-learning-curves.png"] and _is_png(paths[0])
+
+
+def test_footnotes_name_the_models_and_never_secrets():
+    from seo_lite import SEOConfig
+
+    cfg = SEOConfig(generator="openai:m", generator_options={"base_url": "http://h/v1", "api_key": "sk-123"},
+                    optimizer="embedded", optimizer_options={"load_in_4bit": True})
+    note = plots.models_note_many([(cfg, {"models": {"optimizer": {"model": "SmolLM2-135M-Instruct"}}})])
+    assert "openai:m" in note and "base_url=http://h/v1" in note
+    assert "embedded (SmolLM2-135M-Instruct, load_in_4bit=True)" in note
+    assert "sk-123" not in note
+
+
+def test_transfer_matrix_and_ood_figures_from_result_files(tmp_path):
+    llm = scripted_llm()
+    for task in ("flores:en-de", "flores:de-en"):
+        run_dir = tmp_path / task.replace(":", "_")
+        scripted_run(run_dir, TASK=task, ANSWER_MODE=None, STEPS=1, VAL_SIZE=4, TRAIN_SIZE=16,
+                     DEV_SIZE=4, TEST_SIZE=6, CONFIG_OVERRIDES={"task_options": {"max_new_tokens": 8}})
+        pair = f"transfer_{task.replace(':', '_')}"
+        res = evaluate_generalization(run_dir, pair, size=6, generator=llm)
+        assert Path(res["path"]).is_file() and len(res["results"]) == 5
+        split_ids = json.loads((run_dir / "splits.json").read_text())
+        for target in res["results"]:
+            assert res["results"][target]["n"] == 6
+        assert set(split_ids["test"]) and res["in_domain"]["n"] == 6
+    results = load_results(tmp_path)
+    m = transfer_matrix(results)
+    assert m["rows"] == ["flores:en-de", "flores:de-en"]
+    assert m["cols"][0] == "de" and set(m["cols"]) == {"de", "fr", "cs", "ru", "zh", "ja"}
+    assert m["cells"][("flores:de-en", "fr")]["task"] == "flores:fr-en"
+    assert m["cells"][("flores:en-de", "de")]["in_domain"]
+    p = figures.transfer_figure(results, tmp_path / "figs")
+    assert p.name == "transfer-matrix.png" and _is_png(p)
+    assert figures.ood_figure(results, tmp_path / "figs") is None      # no OOD pair among these
+
+
+def test_ood_and_noise_figures(tmp_path):
+    from seo_lite import Experience, get_task, load_splits
+
+    llm = scripted_llm()
+    run_dir = tmp_path / "hotpot"
+    scripted_run(run_dir, TASK="hotpotqa_closedbook", ANSWER_MODE=None, STEPS=1, VAL_SIZE=4,
+                 TRAIN_SIZE=16, DEV_SIZE=4, TEST_SIZE=6)
+    res = evaluate_generalization(run_dir, size=5, generator=llm)          # the one pair of this task
+    assert res["pair"] == "ood_hotpotqa_to_2wiki" and res["results"]["2wikimultihopqa"]["n"] == 5
+    p = figures.ood_figure(load_results(tmp_path), tmp_path / "figs")
+    assert p.name == "ood.png" and _is_png(p)
+
+    task = get_task("trec", answer_mode="score")
+    train = load_splits(task, train=30, dev=0, test=0, seed=0).train
+    noise = ablation.validation_noise(task, llm, train, {"none": Experience(), "who": Experience([GOOD_RULE])},
+                                      sizes=[2, 4, 8], draws=6, exclude=train[:2])
+    rows = ablation.noise_summary(noise)
+    assert [r["size"] for r in rows] == [2, 4, 8] and all(0 <= r["better wins"] <= 1 for r in rows)
+    path = ablation.save_json(noise, tmp_path / "study" / "validation_noise_trec.json")
+    png = figures.noise_figure(path, tmp_path / "figs")
+    assert png.name == "validation-noise-trec.png" and _is_png(png)
+    names = sorted(q.name for q in figures.build_all(tmp_path, tmp_path / "all", log=None))
+    assert "ood.png" in names and "validation-noise-trec.png" in names
+
+
+# -- the grid driver ---------------------------------------------------------------------------------
+def test_grid_names_are_safe_and_secrets_are_refused(tmp_path):
+    cells = ablation.named_grid("trec-score")
+    assert len(cells) == 14 and len({c.name for c in cells}) == 14
+    assert [c.seed for c in cells] == sorted(c.seed for c in cells)
+    for c in cells:
+        assert ablation.safe_run_path(tmp_path, c.name).parent == tmp_path.resolve()
+    weak = [c for c in cells if c.factor == "optimizer"]
+    assert weak and all(c.params["OPTIMIZER_OPTIONS"] == {"load_in_4bit": True} for c in weak)
+    with pytest.raises(ValueError, match="secret"):
+        ablation.ablation_grid({"GENERATOR_OPTIONS": {"api_key": "sk-x"}})
+    with pytest.raises(ValueError, match="unknown run_seo parameter"):
+        ablation.ablation_grid({"TASKS": "trec"})
+
+
+def test_setup_keeps_secret_options_out_of_the_config():
+    setup = ablation.setup_from_parameters(GENERATOR="openai:m", OPTIMIZER=None,
+                                           GENERATOR_OPTIONS={"base_url": "http://x/v1", "api_key": "sk-abc123"},
+                                           TASK="trec", PRESET="smoke")
+    assert setup.config.generator_options == {"base_url": "http://x/v1"}
+    assert setup.config.optimizer == "openai:m" and setup.config.optimizer_options == {"base_url": "http://x/v1"}
+    assert setup.generator_secrets == {"api_key": "sk-abc123"} == setup.optimizer_secrets
+    assert "sk-abc123" not in setup.describe() and "sk-abc123" not in repr(setup)
+    assert setup.config.answer_mode is None, "auto: no label scoring through an API"
+    local = ablation.setup_from_parameters(TASK="trec", PRESET="smoke")
+    assert local.config.answer_mode == "score"
+    assert ablation.setup_from_parameters(GENERATOR_OPTIONS='{"batch_size": 4}').config.generator_options == {"batch_size": 4}
+
+
+def test_interrupted_grid_resumes_without_redoing_finished_cells(tmp_path):
+    cells = ablation.ablation_grid(TINY, seeds=(0,), validation=("none",), comparison_off=True,
+                                   weak_optimizer=None)
+    assert [c.name for c in cells] == ["baseline_seed0", "validation-none_seed0",
+                                       "comparison_trials-off_seed0"]
+    calls: list = []
+    run_cell = in_process(calls)
+
+    def interrupt_second(notebook, output, params, kernel_name, cwd):
+        if "validation-none" in params["OUT_DIR"]:
+            from seo_lite import train
+
+            setup = ablation.setup_from_parameters(**params)
+            llm = scripted_llm()
+
+            def stop(rec):
+                raise KeyboardInterrupt
+            train(setup.config, run_dir=setup.out_dir, generator=llm, optimizer=llm, progress=False,
+                  on_step=stop)                       # one step logged, then "Ctrl-C"
+        run_cell(notebook, output, params, kernel_name, cwd)
+
+    grid_dir = tmp_path / "g"
+    with pytest.raises(KeyboardInterrupt):
+        ablation.run_grid(cells, grid_dir, execute=interrupt_second, log=None)
+    half = grid_dir / "validation-none_seed0"
+    assert (half / "steps.jsonl").is_file() and not ablation.is_finished(half)
+    first_line = (half / "steps.jsonl").read_text().splitlines()[0]
+
+    status = ablation.run_grid(cells, grid_dir, execute=run_cell, log=None)
+    assert [s.status for s in status] == ["done", "ran", "ran"]
+    ex = ablation.executions(grid_dir)
+    assert [(e["cell"], e["status"], e["resumed"]) for e in ex] == [
+        ("baseline_seed0", "ran", False), ("validation-none_seed0", "interrupted", False),
+        ("validation-none_seed0", "ran", True), ("comparison_trials-off_seed0", "ran", False)]
+    assert (half / "steps.jsonl").read_text().splitlines()[0] == first_line     # step 1 not redone
+    again = ablation.run_grid(cells, grid_dir, execute=run_cell, log=None)
+    assert [s.status for s in again] == ["done"] * 3 and len(ablation.executions(grid_dir)) == 4
+
+
+def test_a_failing_cell_is_recorded_and_the_grid_goes_on(tmp_path):
+    cells = ablation.ablation_grid(TINY, seeds=(0,), validation=(), comparison_off=True, weak_optimizer=None)
+    calls: list = []
+    ok = in_process(calls)
+
+    def flaky(notebook, output, params, kernel_name, cwd):
+        if "comparison" in params["OUT_DIR"]:
+            raise RuntimeError("model server down")
+        ok(notebook, output, params, kernel_name, cwd)
+
+    status = ablation.run_grid(cells, tmp_path / "g", execute=flaky, log=None)
+    assert [s.status for s in status] == ["ran", "failed"] and "model server down" in status[1].error
+    with pytest.raises(RuntimeError, match="comparison_trials-off_seed0"):
+        ablation.run_grid(cells, tmp_path / "g", execute=flaky, log=None, stop_on_error=True)
+
+
+@pytest.mark.slow
+def test_tiny_grid_through_papermill_builds_figures_and_resumes(tmp_path, monkeypatch):
+    """The real thing: run_seo.ipynb executed by papermill with the embedded model."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    shared = Path(os.environ["SEO_LITE_CACHE"])
+    for sub in ("models", "hashes"):                 # reuse the converted checkpoint, not the calls
+        (shared / sub).mkdir(parents=True, exist_ok=True)
+        (cache / sub).symlink_to(shared / sub, target_is_directory=True)
+    monkeypatch.setenv("SEO_LITE_CACHE", str(cache))
+    base = {"TASK": "trec", "ANSWER_MODE": "score", "PRESET": "smoke", "STEPS": 1, "BATCH_SIZE": 1,
+            "NUM_CANDIDATES": 2, "VAL_SIZE": 2, "TRAIN_SIZE": 6, "DEV_SIZE": 2, "TEST_SIZE": 3,
+            "OPT_MAX_NEW_TOKENS": 16}
+    cells = ablation.ablation_grid(base, seeds=(0,), validation=("none",), comparison_off=False,
+                                   weak_optimizer=None)
+    grid_dir = tmp_path / "runs" / "papermill-grid"
+    status = ablation.run_grid(cells, grid_dir, log=None)
+    assert [s.status for s in status] == ["ran", "ran"], [s.error for s in status]
+    for c in cells:
+        nb = json.loads((grid_dir / f"{c.name}.ipynb").read_text())
+        injected = [cell for cell in nb["cells"] if "injected-parameters" in cell["metadata"].get("tags", [])]
+        assert injected and str(grid_dir / c.name) in "".join(injected[0]["source"])
+        assert ablation.is_finished(grid_dir / c.name)
+    mtimes = {p: p.stat().st_mtime_ns for p in grid_dir.glob("*.ipynb")}
+    paths = figures.build_all(tmp_path / "runs", tmp_path / "figures", log=None)
+    assert {p.name for p in paths} >= {"papermill-grid-ablations.png", "papermill-grid-learning-curves.png"}
+    assert all(_is_png(p) for p in paths)
+    again = ablation.run_grid(cells, grid_dir, log=None)
+    assert [s.status for s in again] == ["done", "done"]
+    assert len(ablation.executions(grid_dir)) == 2                       # nothing executed twice
+    assert {p: p.stat().st_mtime_ns for p in grid_dir.glob("*.ipynb")} == mtimes

