@@ -47,7 +47,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from .config import SEOConfig
+from .config import SEOConfig, is_secret_name
 from .llm.cache import atomic_write_text
 from .runs import RunError, safe_run_path
 
@@ -88,16 +88,6 @@ _KNOB_TO_FIELD = {"STEPS": "steps", "BATCH_SIZE": "batch_size", "NUM_CANDIDATES"
                   "DEV_SIZE": "dev_size", "TEST_SIZE": "test_size",
                   "OPT_TEMPERATURE": "opt_temperature", "OPT_MAX_NEW_TOKENS": "opt_max_new_tokens"}
 
-# whole words of an option name: api_key, hf_token, access-token, password ... (not max_new_tokens)
-_SECRET = re.compile(r"(^|[_-])(api[_-]?key|key|token|secret|password|passwd|authorization|bearer)($|[_-])",
-                     re.I)
-
-
-def is_secret_name(name: str) -> bool:
-    """Option names that hold credentials (``api_key``, ``hf_token``, ...)."""
-    return bool(_SECRET.search(str(name)))
-
-
 def split_secrets(options: dict | None) -> tuple[dict, dict]:
     """``(public, secret)`` halves of a model's options.  Only the public half
     goes into the config (hence ``config.json``); the secret half goes to the
@@ -105,11 +95,6 @@ def split_secrets(options: dict | None) -> tuple[dict, dict]:
     options = dict(options or {})
     secret = {k: options.pop(k) for k in list(options) if is_secret_name(k)}
     return options, secret
-
-
-def redacted(options: dict | None) -> dict:
-    """Options safe to print: secret values replaced by ``"***"``."""
-    return {k: ("***" if is_secret_name(k) else v) for k, v in (options or {}).items()}
 
 
 def files_containing(folder: str | os.PathLike, values: Iterable[str]) -> list[Path]:
@@ -156,9 +141,7 @@ class RunSetup:
 
     def describe(self) -> str:
         """The config as JSON, for the notebook to print (no secret in it)."""
-        d = self.config.to_dict()
-        d["generator_options"] = redacted(d["generator_options"])
-        d["optimizer_options"] = redacted(d["optimizer_options"])
+        d = self.config.to_dict()         # secret-named options are not in it
         hidden = sorted(set(self.generator_secrets) | set(self.optimizer_secrets))
         note = f"\n(secret options kept out of the config: {', '.join(hidden)})" if hidden else ""
         return json.dumps(d, indent=1, sort_keys=True) + note
@@ -460,7 +443,7 @@ def save_json(obj: Any, path: str | os.PathLike) -> Path:
 
 
 __all__ = ["RUN_PARAMETERS", "RUN_NOTEBOOK", "WEAK_OPTIMIZERS", "RunSetup", "GridCell",
-           "CellStatus", "setup_from_parameters", "split_secrets", "redacted", "is_secret_name",
+           "CellStatus", "setup_from_parameters", "split_secrets", "is_secret_name",
            "resolve_answer_mode", "ablation_grid", "cell_name", "run_grid", "read_grid",
            "is_finished", "executions", "files_containing", "validation_noise", "noise_summary", "save_json",
            "baseline_val_size"]

@@ -41,9 +41,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 VALIDATION_MODES = ("stochastic", "fixed", "none")
 
-# option names that hold secrets: never serialised, never shown
+# option names that hold secrets: never serialised, never shown.  A name is secret
+# when it ends in a secret word (``api_key``, ``hf_token``, ``credentials``), starts
+# with ``auth``, or holds a secret word between separators (``token_file``,
+# ``bearer-value``); ``max_new_tokens`` is not.
 SECRET_OPTION = re.compile(
-    r"^(?:.*[_-])?(?:api_?key|key|token|secret|passw(?:or)?d|credentials?)$|^auth", re.IGNORECASE)
+    r"^(?:.*[_-])?(?:api_?key|key|token|secret|passw(?:or)?d|credentials?)$|^auth"
+    r"|(?:^|[_-])(?:api[_-]?key|key|token|secret|password|passwd|authorization|bearer)(?:$|[_-])",
+    re.IGNORECASE)
 OPTION_FIELDS = ("task_options", "generator_options", "optimizer_options")
 REDACTED = "<redacted>"
 
@@ -61,12 +66,17 @@ def _strip_userinfo(value: Any) -> Any:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+def is_secret_name(name: str) -> bool:
+    """Option names that hold credentials (``api_key``, ``hf_token``, ...)."""
+    return bool(SECRET_OPTION.search(str(name)))
+
+
 def public_options(options: dict, *, mark: bool = False) -> dict:
     """``options`` without secrets: secret-named keys dropped (or shown as
     ``'<redacted>'`` with ``mark=True``), credentials cut out of URLs."""
     out = {}
     for k, v in options.items():
-        if SECRET_OPTION.search(str(k)):
+        if is_secret_name(k):
             if mark:
                 out[k] = REDACTED
             continue

@@ -163,7 +163,7 @@ def runs_in(root: str | os.PathLike) -> Sequence[Path]:
 def model_label(spec: str, options: dict | None = None, identity: dict | None = None) -> str:
     """``embedded (SmolLM2-135M-Instruct, load_in_4bit=True)``: a model spec, what it
     resolved to, and its options (secret-looking options are never shown)."""
-    from .ablation import is_secret_name
+    from .config import is_secret_name
 
     bits = []
     name = (identity or {}).get("model")
