@@ -176,28 +176,14 @@ class RunDir:
         if not self.log.exists():
             return []
         data = self.log.read_bytes()
-        lines = data.split(b"\n")
-        complete, tail = lines[:-1], lines[-1]     # tail: bytes after the last newline
-        out, good_bytes = [], 0
-        for i, line in enumerate(complete):
-            try:
-                rec = json.loads(line.decode("utf-8"))
-                if not isinstance(rec, dict) or "step" not in rec:
-                    raise ValueError("not a step record")
-            except ValueError as e:
-                if i == len(complete) - 1 and not tail:
-                    warnings.warn(f"{self.log}: last line is damaged ({e}); dropping it, "
-                                  "its step will run again", RuntimeWarning)
-                    break
-                raise RunError(f"{self.log}: line {i + 1} is corrupt ({e}); the log is "
-                               "damaged beyond a crash during a write") from e
-            out.append(rec)
-            good_bytes += len(line) + 1
+        out, good_bytes, damaged = _parse_log(data, self.log)
+        if damaged:
+            warnings.warn(f"{self.log}: last line is damaged ({damaged}); dropping it, "
+                          "its step will run again", RuntimeWarning)
         if good_bytes != len(data):
-            if tail or good_bytes < len(data):
-                warnings.warn(f"{self.log}: dropping an unfinished last line "
-                              f"({len(data) - good_bytes} bytes) left by an interrupted write",
-                              RuntimeWarning)
+            warnings.warn(f"{self.log}: dropping an unfinished last line "
+                          f"({len(data) - good_bytes} bytes) left by an interrupted write",
+                          RuntimeWarning)
             with open(self.log, "r+b") as f:
                 f.truncate(good_bytes)
                 f.flush()
@@ -235,6 +221,30 @@ class RunDir:
         self._write_json("final.json", results)
 
 
+def _parse_log(data: bytes, log: Path) -> tuple[list[dict], int, str | None]:
+    """The step records of ``steps.jsonl``'s bytes: ``(records, bytes they
+    take, why a complete last line was dropped or None)``.  What follows the
+    last newline (a torn write) is left out; a complete last line that is not
+    a step record is dropped; a bad line anywhere else is a :class:`RunError`.
+    Lines are decoded one by one: a kill can cut a multi-byte character."""
+    lines = data.split(b"\n")
+    complete, tail = lines[:-1], lines[-1]     # tail: bytes after the last newline
+    out, good_bytes = [], 0
+    for i, line in enumerate(complete):
+        try:
+            rec = json.loads(line.decode("utf-8"))
+            if not isinstance(rec, dict) or "step" not in rec:
+                raise ValueError("not a step record")
+        except ValueError as e:
+            if i == len(complete) - 1 and not tail:
+                return out, good_bytes, str(e)
+            raise RunError(f"{log}: line {i + 1} is corrupt ({e}); the log is "
+                           "damaged beyond a crash during a write") from e
+        out.append(rec)
+        good_bytes += len(line) + 1
+    return out, good_bytes, None
+
+
 def load_run(path: str | os.PathLike):
     """Read a run directory back as an :class:`~seo_lite.seo.SEORun` (and its
     ``final.json`` results, or None).  Figures and reports start here."""
@@ -244,19 +254,14 @@ def load_run(path: str | os.PathLike):
     if not (rd.path / "config.json").is_file():
         raise RunError(f"{rd.path} is not a run directory (no config.json)")
     config = rd._read_config(rd.path / "config.json")
+    dicts = _parse_log(rd.log.read_bytes(), rd.log)[0] if rd.log.exists() else []
     records = []
-    # bytes, decoded line by line: a kill can cut a multi-byte character in two
-    lines = rd.log.read_bytes().split(b"\n") if rd.log.exists() else []
-    while lines and not lines[-1].strip():
-        lines.pop()
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
+    for i, d in enumerate(dicts):
         try:
-            records.append(StepRecord.from_dict(json.loads(line.decode("utf-8"))))
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            if i == len(lines) - 1:
-                break          # torn last line of a run that is still going or crashed
+            records.append(StepRecord.from_dict(d))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            if i == len(dicts) - 1:
+                break          # damaged last line of a run that is still going or crashed
             raise RunError(f"{rd.log}: line {i + 1} is corrupt ({e})") from e
     run = SEORun(config, records, Experience(config.initial_experience), str(rd.path))
     final = rd._read_json("final.json", required=False)
