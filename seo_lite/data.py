@@ -4,8 +4,9 @@
 common schema (``id``, ``input``, ``answers``, optional ``context``, ``meta``):
 
 * ``source="local"`` reads ``<folder>/<task.data_file>``, where the folder is
-  ``data_dir=`` or the environment variable ``SEO_LITE_DATA``; each line is
-  one JSON object, mapped by ``task.example_from_row(row)``;
+  ``data_dir=``, else the environment variable ``SEO_LITE_DATA``, else the
+  samples that ship with the package (the repository's ``data/``); each line
+  is one JSON object, mapped by ``task.example_from_row(row)``;
 * ``source="hub"`` reads the original dataset with ``datasets.load_dataset``
   as ``task.hub`` says (``path``, ``name``, ``split``, ``data_files``, or
   ``join``: several configs zipped row by row, for multi-parallel FLORES) and
@@ -54,20 +55,44 @@ class DataError(ValueError):
 
 
 # -- where the data is -----------------------------------------------------------------------
+def shipped_data_folder() -> Path | None:
+    """The JSONL samples that ship with seo_lite: the repository's ``data/``
+    folder, which an installed package (wheel, ``pip install git+...``) carries
+    as ``seo_lite/samples``; None if neither is there."""
+    here = Path(__file__).resolve().parent
+    for folder in (here / "samples", here.parent / "data"):
+        if folder.is_dir() and any(folder.glob("*.jsonl")):
+            return folder
+    try:                                      # an editable install maps the package elsewhere
+        from importlib.resources import files
+
+        folder = Path(str(files("seo_lite.samples")))
+        if folder.is_dir() and any(folder.glob("*.jsonl")):
+            return folder
+    except (ImportError, TypeError, ValueError):
+        pass
+    return None
+
+
 def data_folder(data_dir: str | os.PathLike | None = None) -> Path:
-    """The local data folder: ``data_dir`` or ``$SEO_LITE_DATA``."""
+    """The local data folder: ``data_dir``, else ``$SEO_LITE_DATA``, else the
+    samples that ship with the package (no configuration needed)."""
     if data_dir is None:
         env = os.environ.get(DATA_ENV, "").strip()
         if not env:
-            raise DataError(f"no data folder: set the environment variable {DATA_ENV} to a folder "
-                            "of JSONL files (e.g. the shared samples), pass data_dir=..., "
-                            "or use source='hub'")
+            folder = shipped_data_folder()
+            if folder is None:
+                raise DataError(f"no data folder: this installation carries no data samples; set "
+                                f"the environment variable {DATA_ENV} to a folder of JSONL files, "
+                                "pass data_dir=..., or use source='hub'")
+            return folder
         folder, origin = Path(env).expanduser(), f"{DATA_ENV}={env}"
     else:
         folder, origin = Path(data_dir).expanduser(), f"data_dir={data_dir}"
     if not folder.exists():
         raise DataError(f"data folder {folder} does not exist ({origin}); point {DATA_ENV} "
-                        "or data_dir= at the folder holding the JSONL files")
+                        "or data_dir= at the folder holding the JSONL files, or unset it to "
+                        "use the samples that ship with seo_lite")
     if not folder.is_dir():
         raise DataError(f"{folder} is not a folder ({origin}); {DATA_ENV} must name the folder "
                         "holding the JSONL files, not a file")
@@ -309,4 +334,4 @@ def load_eval_set(pair: str, eval_task: Task | str, *, size: int, train: int, de
 
 
 __all__ = ["DataError", "DATA_ENV", "SOURCES", "Splits", "GENERALIZATION", "data_folder",
-           "read_jsonl", "load_examples", "load_splits", "load_eval_set", "seeded_order"]
+           "shipped_data_folder", "read_jsonl", "load_examples", "load_splits", "load_eval_set", "seeded_order"]
