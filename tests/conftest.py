@@ -1,6 +1,6 @@
 """Shared fixtures.  Tests use only what is on the machine: the embedded model,
-the data samples named by SEO_LITE_DATA (default ../shared/data beside the
-repository) and servers on 127.0.0.1."""
+the data samples the repository ships in data/ (found by the loader with no
+configuration; SEO_LITE_DATA overrides) and servers on 127.0.0.1."""
 from __future__ import annotations
 
 import os
@@ -12,8 +12,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))           # makes `tests.support` importable
 
-# absolute, so notebooks executed from notebooks/ see the same folder
-os.environ["SEO_LITE_DATA"] = str(Path(os.environ.get("SEO_LITE_DATA") or REPO.parent / "shared" / "data").resolve())
+# An explicit SEO_LITE_DATA is made absolute, so notebooks executed from notebooks/
+# see the same folder; unset, every process finds the shipped samples by itself.
+if os.environ.get("SEO_LITE_DATA", "").strip():
+    os.environ["SEO_LITE_DATA"] = str(Path(os.environ["SEO_LITE_DATA"]).expanduser().resolve())
 # Converted model checkpoints are reused between test sessions; call caches are not
 # (tests that need one make their own in tmp_path).
 os.environ.setdefault("SEO_LITE_CACHE", str(REPO / ".cache" / "seo_lite"))
@@ -23,9 +25,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    d = Path(os.environ["SEO_LITE_DATA"])
-    assert d.is_dir(), f"SEO_LITE_DATA={d} is not a folder (the shared data samples)"
-    return d
+    """The folder the loader reads with no argument (the shipped samples by default)."""
+    from seo_lite.data import data_folder
+
+    return data_folder()
 
 
 @pytest.fixture(scope="session")

@@ -61,7 +61,9 @@ def broken_data(tmp: Path, monkeypatch, edit: Callable[[list[str]], list[str]]) 
     """A copy of the TREC sample with its lines edited, made the data folder."""
     folder = tmp / "data"
     folder.mkdir()
-    src = Path(__import__("os").environ["SEO_LITE_DATA"]) / TREC
+    from seo_lite.data import data_folder
+
+    src = data_folder() / TREC
     lines = src.read_text(encoding="utf-8").splitlines()
     (folder / TREC).write_text("\n".join(edit(lines)) + "\n", encoding="utf-8")
     monkeypatch.setenv("SEO_LITE_DATA", str(folder))
