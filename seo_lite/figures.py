@@ -239,7 +239,10 @@ def learning_curves_figure(entries: list[tuple[str, object, dict]], path: Path,
     if average:
         series = _mean_series(series)
     fig, (ax1, ax2) = plots.figure(11, 3.9, ncols=2)
-    plots.learning_curves(series, ax=ax1, title=f"{title}: dev score of E_t", show_mean=not average)
+    levels = {plots.chance_level(f) for _, _, f in entries}        # one task's labels: one level
+    chance = levels.pop() if len(levels) == 1 else None
+    plots.learning_curves(series, ax=ax1, title=f"{title}: dev score of E_t", show_mean=not average,
+                          chance=chance)
     val = []
     for label, run, _ in entries:
         pts = [(s.step + 1, s.decision.current_score) for s in run.steps
@@ -255,6 +258,7 @@ def learning_curves_figure(entries: list[tuple[str, object, dict]], path: Path,
         ax2.set_xlabel("SEO step t")
         ax2.set_ylabel("v(E_t) on that step's D_t")
         ax2.set_title("Validation score of E_t (a new D_t each step)")
+        plots.chance_line(ax2, chance)
         ax2.set_ylim(-0.03, 1.03)
         ax2.xaxis.set_major_locator(plots.matplotlib.ticker.MaxNLocator(integer=True))
         ax2.legend(fontsize=7.5, ncol=2)

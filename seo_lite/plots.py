@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
@@ -69,6 +68,25 @@ def _fit_ylim(ax) -> None:
     ax.set_ylim(-0.02, min(1.02, max(0.2, top * 1.25 + 0.05)))
 
 
+def chance_level(final: dict | None) -> float | None:
+    """The accuracy of a uniform guess, 1/len(labels), when the run's task has
+    labels (``final.json``'s ``task.labels``); None otherwise."""
+    labels = ((final or {}).get("task") or {}).get("labels")
+    return 1.0 / len(labels) if labels else None
+
+
+def chance_line(ax, chance: float | None, label: str = "chance") -> None:
+    """A dashed horizontal line at the chance level (nothing when ``chance`` is None)."""
+    if chance is not None:
+        ax.axhline(chance, color=PALETTE["without"], ls="--", lw=1.1, zorder=1,
+                   label=f"{label} (1/{round(1 / chance)})" if chance > 0 else label)
+
+
+def _integer_steps(ax) -> None:
+    """SEO steps are whole numbers: no tick at 0.5 or 1.5."""
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+
+
 def _as_run(run_or_dir):
     if isinstance(run_or_dir, (str, os.PathLike)):
         from .runs import load_run
@@ -77,9 +95,12 @@ def _as_run(run_or_dir):
     return run_or_dir, None
 
 
-def learning_curve(run_or_dir, ax=None, label: str | None = None, final: dict | None = None):
+def learning_curve(run_or_dir, ax=None, label: str | None = None, final: dict | None = None,
+                   chance: float | None | bool = True):
     """v(E_t) on each step's D_t, the best candidate's score, and accepted updates;
-    with ``final.json`` also the dev score of each experience E_t."""
+    with ``final.json`` also the dev score of each experience E_t.  ``chance``:
+    True draws the chance level when the task has labels, a number draws that
+    level, None or False draws none."""
     run, fin = _as_run(run_or_dir)
     final = final or fin
     own = ax is None
@@ -100,8 +121,12 @@ def learning_curve(run_or_dir, ax=None, label: str | None = None, final: dict | 
         xs = [c["step"] for c in final["curve"]]
         ax.step(xs, [c["dev"] for c in final["curve"]], where="post", color=PALETTE["accent"],
                 label="E_t on dev")
+    if chance is True:
+        chance = chance_level(final)
+    chance_line(ax, chance or None)
     ax.set_xlabel("SEO step t")
     ax.set_ylabel("mean score")
+    _integer_steps(ax)
     _fit_ylim(ax)
     ax.set_title("Learning curve")
     ax.legend(fontsize=8, loc="best")
@@ -111,8 +136,9 @@ def learning_curve(run_or_dir, ax=None, label: str | None = None, final: dict | 
     return ax
 
 
-def before_after(final: dict, config, ax=None):
-    """Dev/test score without and with the learned experience, with 95% CIs."""
+def before_after(final: dict, config, ax=None, chance: float | None | bool = True):
+    """Dev/test score without and with the learned experience, with 95% CIs;
+    ``chance`` as in :func:`learning_curve`."""
     own = ax is None
     if own:
         fig, ax = figure(4.6, 3.4)
@@ -129,7 +155,11 @@ def before_after(final: dict, config, ax=None):
     ax.set_xticks(range(len(splits)), [f"{s} (n={final['comparisons'][s]['with']['score']['n']})"
                                        for s in splits])
     ax.set_ylabel("mean score")
-    top = max(c[k]["score"]["high"] for c in final["comparisons"].values() for k in ("with", "without"))
+    if chance is True:
+        chance = chance_level(final)
+    chance_line(ax, chance or None)
+    top = max([c[k]["score"]["high"] for c in final["comparisons"].values() for k in ("with", "without")]
+              + [chance or 0.0])
     ax.set_ylim(0, min(1.05, max(0.2, top * 1.2 + 0.05)))
     ax.set_title("Before / after SEO")
     ax.legend(fontsize=8)
@@ -152,11 +182,6 @@ def run_summary(run_dir: str | os.PathLike) -> Path:
         before_after(final, run.config, ax=axes[1])
     footnote(fig, models_note(run.config))
     return save(fig, Path(run_dir) / "figures" / "summary.png")
-
-
-def runs_in(root: str | os.PathLike) -> Sequence[Path]:
-    root = Path(root)
-    return sorted(p.parent for p in root.glob("*/config.json"))
 
 
 # -- figures across runs (built by seo_lite.figures from run directories) ----------------------
@@ -268,9 +293,10 @@ def sensitivity(xs: list, estimates: list[dict], per_seed: list[list[float]] | N
 
 
 def learning_curves(series: list[dict], ax=None, *, ylabel: str = "dev score of E_t",
-                    title: str = "Learning curves", show_mean: bool = True):
+                    title: str = "Learning curves", show_mean: bool = True,
+                    chance: float | None = None):
     """Several runs' curves (``{"label", "x", "y"}``), drawn as steps, with their mean
-    (``show_mean``)."""
+    (``show_mean``) and, given ``chance`` (see :func:`chance_level`), the chance level."""
     import numpy as np
 
     own = ax is None
@@ -283,10 +309,11 @@ def learning_curves(series: list[dict], ax=None, *, ylabel: str = "dev score of 
     if show_mean and len(series) > 1 and len(lengths) == 1:
         mean = np.mean([s["y"] for s in series], axis=0)
         ax.step(series[0]["x"], mean, where="post", color="black", lw=2.2, label="mean")
+    chance_line(ax, chance)
     ax.set_xlabel("SEO step t (E_0 = no rules)")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    _integer_steps(ax)
     _fit_ylim(ax)
     ax.legend(fontsize=7.5, ncol=2)
     return fig if own else ax

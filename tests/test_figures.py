@@ -152,6 +152,54 @@ def test_unfinished_runs_are_left_out(tmp_path):
     assert [p.name for p in paths] == ["runs-learning-curves.png"] and _is_png(paths[0])
 
 
+def _dashed_levels(ax) -> list[float]:
+    return [float(l.get_ydata()[0]) for l in ax.get_lines()
+            if l.get_linestyle() == "--" and len(set(l.get_ydata())) == 1]
+
+
+def _visible_xticks(ax) -> list[float]:
+    ax.figure.canvas.draw()
+    lo, hi = ax.get_xlim()
+    return [t for t in ax.get_xticks() if lo - 1e-9 <= t <= hi + 1e-9]
+
+
+def test_run_figures_show_whole_steps_and_the_chance_level_of_labelled_tasks(tmp_path):
+    import matplotlib.pyplot as plt
+    from seo_lite.runs import load_run
+
+    out = tmp_path / "run"
+    scripted_run(out)                                    # TREC: six labels, steps 0..2
+    run, final = load_run(out)
+    assert plots.chance_level(final) == pytest.approx(1 / len(TREC_LABELS))
+    fig = plots.learning_curve(out)
+    ticks = _visible_xticks(fig.axes[0])
+    assert len(ticks) >= 2 and all(t == int(t) for t in ticks), ticks
+    assert _dashed_levels(fig.axes[0]) == [pytest.approx(1 / 6)]
+    plt.close(fig)
+
+    unlabelled = {**final, "task": {**final["task"], "labels": None}}     # e.g. translation, QA
+    assert plots.chance_level(unlabelled) is None
+    fig = plots.learning_curve(run, final=unlabelled)
+    assert _dashed_levels(fig.axes[0]) == []
+    plt.close(fig)
+    fig = plots.learning_curve(run, final=final, chance=None)              # the caller can turn it off
+    assert _dashed_levels(fig.axes[0]) == []
+    plt.close(fig)
+
+    fig, ax = plots.figure()
+    plots.before_after(final, run.config, ax=ax)
+    assert _dashed_levels(ax) == [pytest.approx(1 / 6)]
+    plt.close(fig)
+    assert _is_png(plots.run_summary(out))
+
+    series = [{"label": f"seed {i}", "x": [c["step"] for c in final["curve"]],
+               "y": [c["dev"] for c in final["curve"]]} for i in range(2)]
+    ax = plots.learning_curves(series, ax=plots.figure()[1], chance=plots.chance_level(final))
+    ticks = _visible_xticks(ax)
+    assert all(t == int(t) for t in ticks) and _dashed_levels(ax) == [pytest.approx(1 / 6)]
+    plt.close(ax.figure)
+
+
 def test_footnotes_name_the_models_and_never_secrets():
     from seo_lite import SEOConfig
 
