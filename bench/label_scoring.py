@@ -1,10 +1,10 @@
-"""Target 2: label scoring with shared prompt passes vs one full forward per label.
+"""Target 2: label log-likelihoods with shared prompt passes vs one full forward per label.
 
 The shared path (what every run uses) sorts prompts so a batch shares its
 instruction-and-experience prefix, runs that prefix once, runs the batch's
 suffixes together, and only the extra tokens of multi-token labels after
 that.  The reference runs prompt + label from scratch for every label.
-Scores must agree (max |difference| <= 1e-4, same chosen label everywhere).
+Log-likelihoods must agree (max |difference| <= 1e-4, same chosen label everywhere).
 """
 from __future__ import annotations
 
@@ -32,15 +32,15 @@ def main(argv=None) -> int:
                         "Questions with 'Where' ask for a location."))
     reqs = task.requests(examples, rules) + task.requests(examples, None)
     llm = make_llm("embedded", cache=None).load()
-    llm.score(reqs[:2])                                      # warm-up
+    llm.loglikelihood(reqs[:2])                                      # warm-up
     with Timer() as shared:
-        fast = llm.score(reqs)
+        fast = llm.loglikelihood(reqs)
     with Timer() as full, torch.inference_mode():
-        slow = [llm.score_unshared(r) for r in reqs]
+        slow = [llm.loglikelihood_unshared(r) for r in reqs]
     diff = max(abs(a - b) for f, s in zip(fast, slow) for a, b in zip(f.logprobs, s.logprobs))
     same_label = all(f.best == s.best for f, s in zip(fast, slow))
     ok = diff <= 1e-4 and same_label
-    r = Result("label scoring, shared prompt vs full forward per label", full.seconds / shared.seconds if ok else 0.0,
+    r = Result("label log-likelihoods, shared prompt vs full per label", full.seconds / shared.seconds if ok else 0.0,
                ">= 3.0", details={"requests": len(reqs), "labels": len(task.labels),
                                   "shared": f"{shared.seconds:.1f} s", "per label": f"{full.seconds:.1f} s",
                                   "max |logprob difference|": f"{diff:.2e}", "same label chosen": same_label})

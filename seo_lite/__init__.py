@@ -9,7 +9,7 @@ The names follow the paper (see DESIGN.md):
 """
 from .config import PRESETS, ConfigError, SEOConfig
 from .experience import Experience
-from .llm import GenParams, LLMError, Request, ScoreRequest, make_llm
+from .llm import GenParams, LLMError, LoglikelihoodRequest, Request, make_llm
 from .seo import (Candidate, SEORun, StepDecision, StepRecord, Trial, compare, evaluate,
                   propose_candidates, run_trials, sample_validation_set, select, seo_step, train)
 

@@ -28,7 +28,7 @@ from seo_lite import SEOConfig, train
 from seo_lite.cli import _user_errors
 from seo_lite.config import ConfigError
 from seo_lite.data import DataError, load_splits
-from seo_lite.llm import CacheError, CallCache, LLMError, ScoreRequest, make_llm
+from seo_lite.llm import CacheError, CallCache, LLMError, LoglikelihoodRequest, make_llm
 from seo_lite.runs import RunDir, RunError, load_run
 from seo_lite.seo import prepare
 from seo_lite.tasks import get_task
@@ -184,8 +184,8 @@ def unknown_model_option(tmp, mp):
 
 
 def score_mode_on_an_api_model(tmp, mp):
-    make_llm("openai:m", base_url="http://127.0.0.1:9/v1", cache=None).score(
-        ScoreRequest("x", ("a", "b")))
+    make_llm("openai:m", base_url="http://127.0.0.1:9/v1", cache=None).loglikelihood(
+        LoglikelihoodRequest("x", ("a", "b")))
 
 
 def cache_folder_is_a_file(tmp, mp):
@@ -390,7 +390,7 @@ CASES = [
     Case("label scoring on a task without labels", score_mode_without_labels, (TaskError, r"no label set")),
     Case("unknown model", unknown_model, (LLMError, r"unknown model spec 'gpt-9'; valid forms")),
     Case("unknown model option", unknown_model_option, (LLMError, r"unknown option\(s\) temprature")),
-    Case("label scoring on an API model", score_mode_on_an_api_model, (LLMError, r"cannot score")),
+    Case("label scoring on an API model", score_mode_on_an_api_model, (LLMError, r"cannot compute log-likelihoods")),
     Case("cache folder inside a file", cache_folder_is_a_file, (CacheError, r"cannot use cache folder")),
     Case("run directory from another config", run_dir_from_another_config,
          (RunError, r"different config \(seed: run has 2, asked 3\)")),

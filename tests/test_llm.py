@@ -1,4 +1,4 @@
-"""The LLM layer with the real embedded model: generation, scoring, cache, 4-bit, errors."""
+"""The LLM layer with the real embedded model: generation, log-likelihoods, cache, 4-bit, errors."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from seo_lite.llm import (CacheError, CallCache, GenParams, LLMError, Request, ScoreRequest,
+from seo_lite.llm import (CacheError, CallCache, GenParams, LLMError, Request, LoglikelihoodRequest,
                           make_llm)
 from seo_lite.llm.embedded import EmbeddedLLM
 
@@ -38,11 +38,11 @@ def test_batched_generation_matches_one_at_a_time(embedded):
     assert batched == single
 
 
-def test_scores_labels_with_shared_prompt_pass(embedded):
-    r = ScoreRequest([{"role": "user", "content": "What is the capital of France? Answer in one word."}],
+def test_label_loglikelihoods_with_shared_prompt_pass(embedded):
+    r = LoglikelihoodRequest([{"role": "user", "content": "What is the capital of France? Answer in one word."}],
                      ["Paris", "Banana", "The city of Lyon"])
-    shared = embedded.score(r)
-    full = embedded.score_unshared(r)
+    shared = embedded.loglikelihood(r)
+    full = embedded.loglikelihood_unshared(r)
     assert shared.token_counts == full.token_counts and shared.token_counts[2] > 1
     assert shared.best == full.best == 0, "the model prefers the right answer"
     for a, b in zip(shared.logprobs, full.logprobs):

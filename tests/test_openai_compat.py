@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from seo_lite.llm import CallCache, GenParams, LLMError, Request, ScoreRequest, make_llm
+from seo_lite.llm import CallCache, GenParams, LLMError, Request, LoglikelihoodRequest, make_llm
 from seo_lite.llm.openai_compat import SEED_MASK, OpenAICompatLLM, public_url
 from tests.support.openai_server import serve
 
@@ -72,12 +72,12 @@ def test_texts_token_counts_and_order_under_concurrency():
     assert (total.calls, total.prompt_tokens, total.completion_tokens) == (6, 75, 21)
 
 
-def test_missing_usage_counts_as_zero_and_score_is_refused():
+def test_missing_usage_counts_as_zero_and_loglikelihood_is_refused():
     with serve(lambda m, p: {"text": "hi", "prompt_tokens": 0, "completion_tokens": 0}) as s:
         c = backend(s).generate(Request("x"))
         assert (c.text, c.prompt_tokens, c.completion_tokens) == ("hi", 0, 0)
-        with pytest.raises(LLMError, match="cannot score"):
-            backend(s).score(ScoreRequest("x", ("a", "b")))
+        with pytest.raises(LLMError, match="cannot compute log-likelihoods"):
+            backend(s).loglikelihood(LoglikelihoodRequest("x", ("a", "b")))
 
 
 # -- faults and retries ----------------------------------------------------------

@@ -13,7 +13,7 @@ import torch
 from seo_lite import Experience, SEOConfig
 from seo_lite.data import load_examples
 from seo_lite.llm import GenParams, Request, make_llm
-from seo_lite.seo import train
+from seo_lite.training import train
 from seo_lite.tasks import get_task
 
 
@@ -40,9 +40,9 @@ def test_prefix_shared_scoring_equals_full_forward_per_label(embedded):
     for exp in (None, Experience(("Sports news mentions teams and games.",)),
                 Experience(("Business news mentions companies.", "World news mentions countries."))):
         reqs += task.requests(examples, exp)
-    fast = embedded.score(reqs)
+    fast = embedded.loglikelihood(reqs)
     with torch.inference_mode():
-        slow = [embedded.score_unshared(r) for r in reqs]
+        slow = [embedded.loglikelihood_unshared(r) for r in reqs]
     for f, s in zip(fast, slow):
         assert f.best == s.best and f.token_counts == s.token_counts
         assert max(abs(a - b) for a, b in zip(f.logprobs, s.logprobs)) < 1e-4

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import inspect
 
-from .base import (LLM, Completion, GenParams, LLMError, Request, RoleUsage, Scores,
-                   ScoreRequest, Usage, merge_usage)
+from .base import (LLM, Completion, GenParams, LLMError, Loglikelihoods, LoglikelihoodRequest,
+                   Request, RoleUsage, Usage, merge_usage)
 from .cache import CacheError, CallCache, cache_root, default_cache
 
 SPEC_FORMS = ('"embedded"', '"hf:<model id | local folder | file.gguf>"', '"openai:<model>"')
@@ -60,6 +60,7 @@ def make_llm(spec: str, **options) -> LLM:
     return cls(**options) if arg is None else cls(arg, **options)
 
 
-__all__ = ["LLM", "Completion", "GenParams", "LLMError", "Request", "Scores", "ScoreRequest",
+__all__ = ["LLM", "Completion", "GenParams", "LLMError", "Request", "Loglikelihoods",
+           "LoglikelihoodRequest",
            "Usage", "RoleUsage", "merge_usage", "CacheError", "CallCache", "cache_root",
            "default_cache", "make_llm", "valid_options", "SPEC_FORMS"]

@@ -1,4 +1,4 @@
-"""transformers backend: batched generation, label scoring, 4-bit Llama-2.
+"""transformers backend: batched generation, label log-likelihoods, 4-bit Llama-2.
 
 ``HFLLM("meta-llama/Llama-2-7b-chat-hf", load_in_4bit=True)`` is the paper's
 generator on one GPU; ``HFLLM("path/to/model.gguf")`` and the embedded model
@@ -11,7 +11,7 @@ is done per row by :class:`_RowSampler` with a generator seeded from the
 request itself (``Request.sampling_seed``), so a request samples the same
 text whatever batch it lands in: a resumed run reproduces an unbroken one.
 
-Label scoring computes, for a prompt x and continuations y_1..y_L,
+``loglikelihood`` computes, for a prompt x and continuations y_1..y_L (labels),
 
     log p(y_j | x) = sum_t log p(y_j,t | x, y_j,<t)
 
@@ -38,15 +38,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .base import LLM, Completion, LLMError, Request, Scores, ScoreRequest, progress_bar
+from .base import LLM, Completion, LLMError, Loglikelihoods, LoglikelihoodRequest, Request
+from .progress import progress_bar
 from .cache import cache_root
 
 _POOL: dict[tuple, "_Loaded"] = {}        # one copy of each model per process
 _POOL_LOCK = threading.Lock()
 _HASHES: dict[tuple, str] = {}
-
-HF_OPTIONS = ("dtype", "device_map", "load_in_4bit", "load_in_8bit", "revision",
-              "batch_size", "num_threads", "cache", "trust_remote_code")
 
 
 @dataclass
@@ -310,7 +308,7 @@ class HFLLM(LLM):
     """A transformers causal LM (Hub id, local folder or GGUF file)."""
 
     backend = "hf"
-    supports_scoring = True
+    supports_loglikelihood = True
 
     def __init__(self, source: str, *, dtype=None, device_map=None, load_in_4bit: bool = False,
                  load_in_8bit: bool = False, revision: str | None = None, batch_size: int = 16,
@@ -457,11 +455,11 @@ class HFLLM(LLM):
                                       completion_tokens=n, latency_s=latency, finish_reason=finish))
         return results
 
-    # -- scoring ----------------------------------------------------------------
+    # -- log-likelihoods of fixed continuations ----------------------------------------------------------------
     MIN_SHARED_PREFIX = 8       # tokens; shorter common prefixes are not worth a cache copy
 
-    def _score(self, requests: list[ScoreRequest]):
-        """Yield ``(index, Scores)`` batch by batch.
+    def _loglikelihood(self, requests: list[LoglikelihoodRequest]):
+        """Yield ``(index, Loglikelihoods)`` batch by batch.
 
         Prompts are sorted, so prompts that share a prefix (same instruction and
         experience, different example) land in one batch.  The batch's common
@@ -473,7 +471,7 @@ class HFLLM(LLM):
         import torch
 
         bar = progress_bar(requests)
-        inputs = [self._score_inputs(r) for r in requests]
+        inputs = [self._loglikelihood_inputs(r) for r in requests]
         order = sorted(range(len(requests)), key=lambda i: inputs[i][0])
         cached_prefix: tuple[list[int], Any] = ([], None)
         try:
@@ -487,18 +485,18 @@ class HFLLM(LLM):
                         prefix = prompts[0][:shared]
                         if cached_prefix[0] != prefix:
                             cached_prefix = (prefix, self._forward(prefix).past_key_values)
-                        scores = self._score_batch([inputs[i] for i in batch], shared,
+                        answers = self._loglikelihood_batch([inputs[i] for i in batch], shared,
                                                    cached_prefix[1])
                     else:
-                        scores = self._score_batch([inputs[i] for i in batch], 0, None)
-                yield from zip(batch, scores)
+                        answers = self._loglikelihood_batch([inputs[i] for i in batch], 0, None)
+                yield from zip(batch, answers)
                 if bar:
                     bar.update(len(batch))
         finally:
             if bar:
                 bar.close()
 
-    def _score_inputs(self, r: ScoreRequest):
+    def _loglikelihood_inputs(self, r: LoglikelihoodRequest):
         prompt = self._encode(self.render(r.messages))
         conts = [self._encode(c) for c in r.continuations]
         if any(not c for c in conts):
@@ -512,9 +510,9 @@ class HFLLM(LLM):
         return self.model(input_ids=torch.tensor([ids], device=self._device), past_key_values=past,
                           use_cache=True, logits_to_keep=1)
 
-    def _score_batch(self, items: list[tuple[list[int], list[list[int]]]], p: int,
-                     prefix_cache) -> list[Scores]:
-        """Score a batch of (prompt, continuations) whose first ``p`` prompt tokens
+    def _loglikelihood_batch(self, items: list[tuple[list[int], list[list[int]]]], p: int,
+                     prefix_cache) -> list[Loglikelihoods]:
+        """Log-likelihoods for a batch of (prompt, continuations) whose first ``p`` prompt tokens
         are the same and already in ``prefix_cache`` (``p=0``: no prefix)."""
         import torch
 
@@ -562,15 +560,15 @@ class HFLLM(LLM):
                 for t in range(1, len(c)):
                     totals[b][j] += float(logp[r, t - 1, c[t]])
         latency = (time.perf_counter() - t0) / B
-        return [Scores(logprobs=totals[b], token_counts=[len(c) for c in items[b][1]],
+        return [Loglikelihoods(logprobs=totals[b], token_counts=[len(c) for c in items[b][1]],
                        prompt_tokens=len(items[b][0]), latency_s=latency) for b in range(B)]
 
-    def score_unshared(self, r: ScoreRequest) -> Scores:
+    def loglikelihood_unshared(self, r: LoglikelihoodRequest) -> Loglikelihoods:
         """Reference implementation: one full forward per label (for tests and
         the benchmark that measures what sharing the prompt saves)."""
         import torch
 
-        prompt, conts = self._score_inputs(r)
+        prompt, conts = self._loglikelihood_inputs(r)
         t0 = time.perf_counter()
         totals = []
         with torch.inference_mode():
@@ -578,7 +576,7 @@ class HFLLM(LLM):
                 ids = torch.tensor([prompt + c], device=self._device)
                 logp = torch.log_softmax(self.model(input_ids=ids).logits[0].float(), dim=-1)
                 totals.append(sum(float(logp[len(prompt) - 1 + t, c[t]]) for t in range(len(c))))
-        return Scores(logprobs=totals, token_counts=[len(c) for c in conts],
+        return Loglikelihoods(logprobs=totals, token_counts=[len(c) for c in conts],
                       prompt_tokens=len(prompt), latency_s=time.perf_counter() - t0)
 
 

@@ -44,7 +44,8 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .base import LLM, Completion, LLMError, Request, progress_bar
+from .base import LLM, Completion, LLMError, Request
+from .progress import progress_bar
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 PLACEHOLDER_KEY = "not-needed"      # local servers (vLLM, llama.cpp) ignore the key

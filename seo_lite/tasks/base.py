@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 from ..experience import Experience
-from ..llm.base import LLM, GenParams, Request, ScoreRequest
+from ..llm.base import LLM, GenParams, LoglikelihoodRequest, Request
 from ..prompts import generator_messages
 
 ANSWER_MODES = ("generate", "score")
@@ -138,7 +138,7 @@ class Task:
 
     def _request(self, example: Example, experience: Experience | None):
         if self.answer_mode == "score":
-            return ScoreRequest(self.messages(example, experience), self.labels)
+            return LoglikelihoodRequest(self.messages(example, experience), self.labels)
         return Request(self.messages(example, experience), self.gen_params)
 
     def predict(self, llm: LLM, examples: Sequence[Example], experience: Experience | None = None,
@@ -154,7 +154,7 @@ class Task:
         reqs = [self._request(ex, exp) for ex, exp in pairs]
         examples = [ex for ex, _ in pairs]
         if self.answer_mode == "score":
-            out = llm.score(reqs, role=role, progress=progress)
+            out = llm.loglikelihood(reqs, role=role, progress=progress)
             preds = []
             for ex, s in zip(examples, out):
                 label = self.labels[s.best]

@@ -8,19 +8,19 @@ from __future__ import annotations
 
 from typing import Callable
 
-from seo_lite.llm.base import LLM, Completion, Request, Scores, ScoreRequest
+from seo_lite.llm.base import LLM, Completion, Loglikelihoods, LoglikelihoodRequest, Request
 
 
 class ScriptedLLM(LLM):
     backend = "scripted"
-    supports_scoring = True
+    supports_loglikelihood = True
 
     def __init__(self, reply: Callable[[Request], str],
-                 score: Callable[[ScoreRequest], list[float]] | None = None,
+                 score: Callable[[LoglikelihoodRequest], list[float]] | None = None,
                  name: str = "scripted", cache=None):
         super().__init__(cache)
         self.reply, self.score_fn, self._name = reply, score, name
-        self.seen: list[Request | ScoreRequest] = []
+        self.seen: list[Request | LoglikelihoodRequest] = []
 
     def identity(self) -> dict:
         return {"backend": "scripted", "model": self._name}
@@ -29,14 +29,14 @@ class ScriptedLLM(LLM):
         self.seen.extend(requests)
         return [Completion(text=self.reply(r), prompt_tokens=1, completion_tokens=1) for r in requests]
 
-    def _score(self, requests: list[ScoreRequest]) -> list[Scores]:
+    def _loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[Loglikelihoods]:
         if self.score_fn is None:
-            return super()._score(requests)
+            return super()._loglikelihood(requests)
         self.seen.extend(requests)
         out = []
         for r in requests:
             lp = self.score_fn(r)
-            out.append(Scores(logprobs=lp, token_counts=[1] * len(lp), prompt_tokens=1))
+            out.append(Loglikelihoods(logprobs=lp, token_counts=[1] * len(lp), prompt_tokens=1))
         return out
 
     def user_text(self, r) -> str:

@@ -18,7 +18,7 @@ Models:
   fast enough to crash a run dozens of times: the generator scores labels
   (``answer_mode="score"``), the optimizer writes numbered lists (sometimes
   no list, which is a failed candidate).  Both answer one request at a time
-  (``_generate`` / ``_score`` yield as they go), so a kill can land in the
+  (``_generate`` / ``_loglikelihood`` yield as they go), so a kill can land in the
   middle of a batch, and both use the real call cache.
 * ``"embedded"`` -- the real SmolLM2 model, for the end-to-end crash test.
 
@@ -48,7 +48,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from seo_lite.llm.base import LLM, Completion, Scores  # noqa: E402
+from seo_lite.llm.base import LLM, Completion, Loglikelihoods  # noqa: E402
 
 
 def die() -> None:
@@ -74,7 +74,7 @@ RULE_BANK = ("Questions asking 'who' are about a human.",
 class Stepper(LLM):
     """Scripted model that counts its answers and may die after the n-th."""
 
-    supports_scoring = True
+    supports_loglikelihood = True
 
     def __init__(self, name: str, cache, *, kill_after: int | None = None, slow: float = 0.0):
         super().__init__(cache)
@@ -106,12 +106,12 @@ class Stepper(LLM):
             yield i, Completion(text=text, prompt_tokens=len(prompt.split()),
                                 completion_tokens=len(text.split()))
 
-    def _score(self, requests):
+    def _loglikelihood(self, requests):
         for i, r in enumerate(requests):
             self._tick()
             prompt = r.messages[-1]["content"]
             lps = [-((h(prompt, c) % 1000) / 100.0) for c in r.continuations]
-            yield i, Scores(logprobs=lps, token_counts=[1] * len(lps),
+            yield i, Loglikelihoods(logprobs=lps, token_counts=[1] * len(lps),
                             prompt_tokens=len(prompt.split()))
 
 

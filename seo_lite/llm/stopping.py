@@ -1,0 +1,72 @@
+"""Where an optimizer's numbered list is over (``GenParams.stop_list_after``).
+
+The optimizer is asked for "a numbered list of at most ``max_rules`` rules";
+the parser (:func:`seo_lite.experience.parse_rules`) reads the list items and
+keeps the first ``max_rules`` distinct ones.  Tokens generated after that are
+paid for and thrown away, so generation can end as soon as the list is over:
+
+* ``max_items`` distinct items are complete (a line that is not an indented
+  continuation follows the last one; items the parser drops, too short or
+  without a letter, and repeats do not count): the parsed experience cannot
+  change any more, later items could only be cut or dropped; or
+* after the list began, a complete line that is neither an item, a blank
+  line nor an indented continuation (prose after the list).
+
+The text is cut at the start of the line that ended the list.  Local backends check this on
+every row of a batch as tokens arrive; remote ones cut the returned text.
+"""
+from __future__ import annotations
+
+import re
+
+_LIST_ITEM = re.compile(
+    r"^\s{0,3}(?:\(?\d{1,3}[.):\]]|[-*\u2022\u2023\u25cf+]|rule\s*\d{1,3}\s*[:.)-]?)\s+(?P<text>\S.*)$",
+    re.IGNORECASE)
+_LIST_CONTINUATION = re.compile(r"^\s{2,}\S")
+
+
+def list_end(text: str, max_items: int) -> int | None:
+    """Where the list in ``text`` is over (an offset to cut at), or None while
+    it may go on."""
+    if max_items < 1:
+        return None
+    seen: set[str] = set()
+    current: list[str] | None = None
+    started = False
+    pos = 0
+    lines = text.split("\n")
+    for n, line in enumerate(lines):
+        complete = n < len(lines) - 1
+        if not complete and not line[:1].strip():
+            return None                   # may still be a continuation or anything
+        if current is not None and not (complete and _LIST_CONTINUATION.match(line)):
+            key = _item_key(current)      # the item before this line is complete
+            if key is not None:
+                seen.add(key)
+            current = None
+            if len(seen) >= max_items:    # the experience is decided
+                return pos
+        if not complete:
+            return None
+        m = _LIST_ITEM.match(line)
+        if m:
+            current, started = [m.group("text")], True
+        elif current is not None:
+            current.append(line.strip())  # a continuation
+        elif line.strip() and started:
+            return pos                    # prose after the list
+        pos += len(line) + 1
+    return None
+
+
+def _item_key(parts: list[str]) -> str | None:
+    """An item's text as the parser compares it; None for an item it drops
+    (shorter than 3 characters or without a letter)."""
+    key = re.sub(r"[*_`]", "", " ".join(" ".join(parts).split())).strip().casefold()
+    return key if len(key) >= 3 and re.search(r"[^\W\d_]", key) else None
+
+
+def cut_at_list_end(text: str, max_items: int) -> tuple[str, bool]:
+    """``text`` up to where its list is over (and whether it was cut)."""
+    end = list_end(text + "\n", max_items) if max_items else None
+    return (text, False) if end is None else (text[:end].rstrip(), True)
