@@ -99,17 +99,58 @@ def data_folder(data_dir: str | os.PathLike | None = None) -> Path:
     return folder
 
 
+# leading bytes of files that are not text at all, and what they are
+_MAGIC = ((b"\x1f\x8b", "gzip-compressed (decompress it first: gunzip)"),
+          (b"BZh", "bzip2-compressed (decompress it first: bunzip2)"),
+          (b"\xfd7zXZ\x00", "xz-compressed (decompress it first: unxz)"),
+          (b"\x28\xb5\x2f\xfd", "zstd-compressed (decompress it first: unzstd)"),
+          (b"PK\x03\x04", "a zip archive (extract the .jsonl file from it)"),
+          (b"\xff\xfe", "UTF-16 text (re-save it as UTF-8)"),
+          (b"\xfe\xff", "UTF-16 text (re-save it as UTF-8)"))
+
+
+def _not_text(path: Path, head: bytes, raw: bytes, lineno: int, offset: int,
+              error: UnicodeDecodeError) -> DataError:
+    """The one error for a file that is not UTF-8 text, saying what it looks like."""
+    for magic, what in _MAGIC:
+        if head.startswith(magic):
+            return DataError(f"{path}: not UTF-8 text, the file is {what}")
+    bad = raw[error.start]
+    where = f"byte 0x{bad:02x} at offset {offset + error.start}, line {lineno}"
+    printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in head) / max(len(head), 1)
+    if printable > 0.9:             # mostly ASCII with a few high bytes: a legacy 8-bit encoding
+        hint = ("it looks like Latin-1 / Windows-1252 text: re-save it as UTF-8 "
+                f"(e.g. iconv -f latin1 -t utf-8 {path.name} > fixed.jsonl)")
+    else:
+        hint = "it looks like binary data, not JSON Lines; is it compressed or the wrong file?"
+    return DataError(f"{path}: not UTF-8 text ({where}); {hint}")
+
+
 def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> list[tuple[int, dict]]:
-    """``(line number, object)`` for each non-blank line, checking that every
-    line is a JSON object with the ``required`` fields."""
+    """``(line number, object)`` for each non-blank line, checking that the file
+    is UTF-8 text (a leading BOM is fine) and that every line is a JSON object
+    with the ``required`` fields."""
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    offset = 0
+    with open(path, "rb") as f:
+        head = f.read(512)
+        f.seek(0)
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise _not_text(path, head, raw, lineno, offset, e) from None
+            if lineno == 1:
+                line = line.removeprefix("\ufeff")
+            offset += len(raw)
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
+                if "\x00" in line:
+                    raise DataError(f"{path}: line {lineno} holds NUL bytes: this is not a JSON "
+                                    "Lines text file (binary data, or UTF-16 without a BOM?)") from None
                 raise DataError(f"{path.name} line {lineno}: not valid JSON ({e.msg} at column "
                                 f"{e.colno}) in {path.parent}") from None
             if not isinstance(row, dict):
@@ -151,7 +192,10 @@ def _load_local(task: Task, data_dir, limit: int | None) -> list[Example]:
     name = getattr(task, "data_file", "")
     if not name:
         raise DataError(f"task {task.name!r} names no local data file (set its data_file attribute)")
-    path = folder / name
+    path = folder / name                        # an absolute data_file stands on its own
+    if not path.is_file() and Path(name).is_absolute():
+        raise DataError(f"task {task.name!r} reads {name}, which "
+                        f"{'is not a file' if path.exists() else 'does not exist'}")
     if not path.is_file():
         present = sorted(p.name for p in folder.glob("*.jsonl"))
         raise DataError(f"task {task.name!r} expects the file {name} in {folder}, which is not "
@@ -175,21 +219,24 @@ def _load_local(task: Task, data_dir, limit: int | None) -> list[Example]:
 
 
 def _hub_load(path: str, **kwargs):
+    """``datasets.load_dataset(path, **kwargs)``; any failure becomes one DataError.
+    A dataset that is still a loading script (refused by datasets >= 4, and by 3.x
+    without trust_remote_code) is read from the Hub's Parquet conversion: its
+    task asks for ``revision="refs/convert/parquet"`` in its ``hub`` spec."""
     from datasets import load_dataset
 
     try:
         return load_dataset(path, **kwargs)
     except Exception as e:                      # network, gated repo, unknown config, ...
         error = e
-        # datasets >= 4 refuses loading scripts; the Hub keeps a Parquet copy of most
-        if "script" in str(e).lower() and "revision" not in kwargs:
-            try:
-                return load_dataset(path, revision="refs/convert/parquet", **kwargs)
-            except Exception as e2:
-                error = e2
+    text = str(error)
+    hint = ""
+    if "revision" not in kwargs and ("script" in text.lower() or "trust_remote_code" in text):
+        hint = (" The dataset is a loading script: ask for its Parquet conversion with "
+                "revision='refs/convert/parquet' in the task's hub spec.")
     raise DataError(f"could not load {path} {kwargs} from the Hugging Face Hub "
-                    f"({type(error).__name__}: {str(error)[:300]}). Offline, use source='local' "
-                    f"with {DATA_ENV} pointing at the JSONL samples.")
+                    f"({type(error).__name__}: {text[:300]}).{hint} Offline, use "
+                    f"source='local' (the samples that ship with seo_lite, or {DATA_ENV}).")
 
 
 def _load_hub(task: Task, limit: int | None) -> list[Example]:
@@ -244,7 +291,7 @@ class Splits:
         return {"train": len(self.train), "dev": len(self.dev), "test": len(self.test)}
 
     def to_dict(self) -> dict:
-        """The ids of each split (what a run directory records)."""
+        """The ids of each split, with the task, seed and source (a run directory keeps only the ids)."""
         return {"task": self.task, "seed": self.seed, "source": self.source,
                 "train": [ex.id for ex in self.train], "dev": [ex.id for ex in self.dev],
                 "test": [ex.id for ex in self.test]}

@@ -122,6 +122,26 @@ def data_duplicate_id(tmp, mp):
     splits(tmp, mp)
 
 
+def not_text_data(kind: str):
+    """A TREC data file that is not UTF-8 text: Latin-1, gzip with a .jsonl name, random bytes."""
+    def act(tmp, mp):
+        import gzip
+        import random
+
+        from seo_lite.data import data_folder
+
+        text = (data_folder() / TREC).read_text(encoding="utf-8")
+        folder = tmp / "data"
+        folder.mkdir()
+        data = {"latin1": lambda: text.replace("?", "¿").encode("latin-1", errors="replace"),
+                "gzip": lambda: gzip.compress(text.encode("utf-8")),
+                "random": lambda: random.Random(0).randbytes(4096)}[kind]()
+        (folder / TREC).write_bytes(data)
+        mp.setenv("SEO_LITE_DATA", str(folder))
+        splits(tmp, mp)
+    return act
+
+
 def data_folder_missing(tmp, mp):
     mp.setenv("SEO_LITE_DATA", str(tmp / "nowhere"))
     splits(tmp, mp)
@@ -376,6 +396,13 @@ CASES = [
     Case("data file empty", data_empty, (DataError, r"is empty")),
     Case("data ids repeated", data_duplicate_id, (DataError, r"duplicate id")),
     Case("data folder missing", data_folder_missing, (DataError, r"does not exist")),
+    Case("data file in Latin-1", not_text_data("latin1"),
+         (DataError, rf"{TREC}: not UTF-8 text \(byte 0xbf at offset \d+, line 1\); it looks like Latin-1")),
+    Case("data file gzip-compressed, named .jsonl", not_text_data("gzip"),
+         (DataError, rf"{TREC}: not UTF-8 text, the file is gzip-compressed")),
+    Case("data file of random bytes", not_text_data("random"),
+         (DataError, rf"{TREC}: not UTF-8 text \(byte 0x[0-9a-f]{{2}} at offset \d+, line \d+\); "
+                     r"it looks like binary data")),
     Case("splits larger than the data", split_larger_than_data, (DataError, r"has only 300")),
     Case("|D_t| larger than the training split", d_t_larger_than_train, (ConfigError, r"val_size")),
     Case("k = 0", k_zero, (ConfigError, r"num_candidates \(k\) must be >= 1")),
@@ -434,3 +461,17 @@ def test_bad_input_gives_a_clear_error_or_a_visible_record(case, tmp_path, monke
 
 def test_the_catalogue_is_large_enough():
     assert len(CASES) >= 15 and len({c.id for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("kind", ["latin1", "gzip", "random"])
+def test_a_data_file_that_is_not_text_is_one_line_and_exit_2_on_the_command_line(
+        kind, tmp_path, monkeypatch, capsys):
+    from seo_lite.cli import main
+
+    with pytest.raises(DataError):                    # sets SEO_LITE_DATA to the broken copy
+        not_text_data(kind)(tmp_path, monkeypatch)
+    code = main(["run", "--task", "trec", "--preset", "smoke", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("seo-lite: error: ") and err.count("\n") == 1, err
+    assert f"{TREC}: not UTF-8 text" in err and "Traceback" not in err

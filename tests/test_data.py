@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -111,8 +113,10 @@ def fake_hub(monkeypatch):
 
     def load_dataset(path, name=None, *, split, data_files=None, revision=None):
         calls.append((path, name, split, data_files, revision))
-        if path == "CogComp/trec" and revision is None:
-            raise RuntimeError("Dataset scripts are no longer supported, but found trec.py")
+        if path == "CogComp/trec" and revision is None:       # what datasets 3.x says
+            raise ValueError("The repository for CogComp/trec contains custom code which must be "
+                             "executed to correctly load the dataset. Please pass the argument "
+                             "`trust_remote_code=True` to allow custom code to be run.")
         if (path, name) not in HUB_ROWS:
             raise ConnectionError(f"no network for {path}")
         return HUB_ROWS[(path, name)]
@@ -139,8 +143,8 @@ def test_hub_rows_map_onto_the_common_schema(fake_hub, name, first_id, answers):
     if name == "hotpotqa":
         assert ex.context == "A: A is a band. It rocks.\n\nB: B."
     assert all(call[2].endswith("[:5]") for call in fake_hub)     # limit -> "split[:5]"
-    if name == "trec":                       # retried on the Hub's Parquet copy
-        assert fake_hub[-1][-1] == "refs/convert/parquet"
+    if name == "trec":                       # asks for the Hub's Parquet conversion at once
+        assert [call[-1] for call in fake_hub] == ["refs/convert/parquet"]
 
 
 def test_hub_failure_is_a_clear_error(monkeypatch):
@@ -154,6 +158,15 @@ def test_hub_failure_is_a_clear_error(monkeypatch):
         load_examples("sst2", source="hub")
 
 
+def test_hub_script_dataset_error_says_what_to_do(fake_hub):
+    from seo_lite.data import _hub_load
+
+    with pytest.raises(DataError, match=r"trust_remote_code.*loading script.*"
+                                        r"revision='refs/convert/parquet'"):
+        _hub_load("CogComp/trec", split="test")
+    assert len(fake_hub) == 1, "no hidden retry"
+
+
 # -- bad input --------------------------------------------------------------------------------
 def _write(folder, name, text):
     (folder / name).write_text(text, encoding="utf-8")
@@ -161,8 +174,13 @@ def _write(folder, name, text):
 
 
 def test_no_folder_named(monkeypatch):
+    import seo_lite.data as data
+
     monkeypatch.delenv(DATA_ENV, raising=False)
-    with pytest.raises(DataError, match=f"set the environment variable {DATA_ENV}"):
+    assert len(load_examples("trec")) == 300                 # the samples that ship with seo_lite
+    monkeypatch.setattr(data, "shipped_data_folder", lambda: None)
+    with pytest.raises(DataError, match=f"carries no data samples; set the environment variable "
+                                        f"{DATA_ENV}"):
         load_examples("trec")
 
 
@@ -260,3 +278,112 @@ def test_flores_pair_outside_the_sample(tmp_path):
            json.dumps({"id": "f0", "eng_Latn": "Hi.", "deu_Latn": "Hallo."}) + "\n")
     with pytest.raises(DataError, match=r"missing field\(s\) 'afr_Latn' \(the line has: deu_Latn"):
         load_examples("flores:en-afr_Latn", data_dir=tmp_path)
+
+
+# -- files that are not UTF-8 text ------------------------------------------------------------
+def _not_text_files(folder):
+    import gzip
+
+    row = json.dumps({"id": "a", "text": "Qu'est-ce qu'un café ?", "label_coarse": "DESC"},
+                     ensure_ascii=False)
+    latin1 = ("\n".join([json.dumps({"id": f"l{i}", "text": "What ?", "label_coarse": "NUM"})
+                         for i in range(3)] + [row]) + "\n").encode("latin-1")
+    return {
+        "latin1": (latin1, r"not UTF-8 text \(byte 0xe9 at offset \d+, line 4\); it looks like "
+                           r"Latin-1 / Windows-1252 text: re-save it as UTF-8"),
+        "gzip": (gzip.compress((row + "\n").encode("utf-8")),
+                 r"not UTF-8 text, the file is gzip-compressed \(decompress it first"),
+        "random": (bytes(range(128, 256)) * 4,
+                   r"not UTF-8 text \(byte 0x80 at offset 0, line 1\); it looks like binary data"),
+        "utf16": ((row + "\n").encode("utf-16"), r"not UTF-8 text, the file is UTF-16 text"),
+    }
+
+
+@pytest.mark.parametrize("kind", ["latin1", "gzip", "random", "utf16"])
+def test_a_file_that_is_not_utf8_text_is_one_clear_error(tmp_path, kind):
+    data, pattern = _not_text_files(tmp_path)[kind]
+    (tmp_path / "trec_test_300.jsonl").write_bytes(data)
+    with pytest.raises(DataError, match=re.escape(str(tmp_path / "trec_test_300.jsonl")) + ": "
+                       + pattern) as e:
+        load_examples("trec", data_dir=tmp_path)
+    assert "\n" not in str(e.value)
+
+
+def test_a_utf8_bom_is_fine(tmp_path):
+    row = json.dumps({"id": "a", "text": "What ?", "label_coarse": "NUM"})
+    (tmp_path / "trec_test_300.jsonl").write_bytes(("\ufeff" + row + "\n").encode("utf-8"))
+    assert [ex.id for ex in load_examples("trec", data_dir=tmp_path)] == ["a"]
+
+
+# -- data/README.md: its examples run ----------------------------------------------------------
+README = (Path(__file__).resolve().parents[1] / "data" / "README.md").read_text(encoding="utf-8")
+
+
+def _section(title: str) -> str:
+    start = README.index(title)
+    nxt = README.find("\n#", start + len(title))
+    return README[start:nxt if nxt > 0 else None]
+
+
+def _blocks(text: str, lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", text, re.S)
+
+
+@pytest.mark.parametrize("title, file", [("### A translation corpus", "my_corpus.jsonl"),
+                                         ("### Your own labels", "tickets.jsonl")])
+def test_readme_own_data_examples_run(title, file, tmp_path, monkeypatch, capsys):
+    section = _section(title)
+    (jsonl,) = _blocks(section, "jsonl")
+    assert f"`{file}`" in section
+    (tmp_path / file).write_text(jsonl, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    for code in _blocks(section, "python"):
+        exec(compile(code, "data/README.md", "exec"), {})
+    printed = capsys.readouterr().out
+    assert "'train': 2" in printed or "'train': 3" in printed
+
+
+def test_readme_config_example_builds_the_task(tmp_path, monkeypatch):
+    from seo_lite.build import prepare
+
+    section = _section("### Your own labels")
+    (tmp_path / "tickets.jsonl").write_text(_blocks(section, "jsonl")[0], encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    ns: dict = {}
+    exec(compile(_blocks(section, "python")[1], "data/README.md", "exec"), ns)
+    config = ns["config"]
+    small = {"train_size": 3, "dev_size": 1, "test_size": 2, "val_size": 2, "batch_size": 1}
+    config = config.__class__.from_dict({**json.loads(config.to_json()), **small})
+    task, splits, _, _ = prepare(config, generator=object(), optimizer=object())
+    assert task.name == "tickets" and task.labels == ("bug", "feature", "question")
+    assert splits.sizes() == {"train": 3, "dev": 1, "test": 2}
+    (cli,) = _blocks(section, "bash")
+    assert "--task classification" in cli and '"labels": ["bug", "feature", "question"]' in cli
+
+
+def test_readme_flores_plus_example_runs(tmp_path, monkeypatch):
+    import datasets
+
+    rows = {"eng_Latn": [{"id": i, "text": f"Sentence number {i}.", "iso_639_3": "eng"}
+                         for i in range(4)],
+            "cmn_Hans": [{"id": i, "text": f"第{i}句。", "iso_639_3": "cmn"} for i in (3, 1, 0, 2)]}
+    asked = []
+
+    def load_dataset(path, name=None, *, split):
+        asked.append((path, name, split))
+        return rows[name]
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    monkeypatch.chdir(tmp_path)
+    (code,) = [c for c in _blocks(README, "python") if "flores_plus" in c]
+    ns: dict = {}
+    exec(compile(textwrap.dedent(code), "data/README.md", "exec"), ns)
+    assert asked == [("openlanguagedata/flores_plus", "eng_Latn", "devtest"),
+                     ("openlanguagedata/flores_plus", "cmn_Hans", "devtest")]
+    examples = load_examples(ns["task"])
+    assert [(ex.input, ex.gold) for ex in examples][1] == ("Sentence number 1.", "第1句。")
+    assert ns["task"].bleu_tokenize == "zh"
+
+
+def test_readme_names_no_outside_folder():
+    assert "shared" not in README and "does not copy" not in README

@@ -237,6 +237,144 @@ def test_register_your_own_task(tmp_path):
             unregister_task("broken")
 
 
+# -- your own data, no subclassing --------------------------------------------------------------
+PARALLEL = [("The museum opens at nine in the morning.", "Le musée ouvre à neuf heures du matin."),
+            ("Where is the railway station, please?", "Où est la gare, s'il vous plaît ?"),
+            ("I would like a cup of coffee with milk.", "Je voudrais une tasse de café au lait."),
+            ("The children are playing in the garden.", "Les enfants jouent dans le jardin."),
+            ("We will travel to the mountains next week.", "Nous irons à la montagne la semaine prochaine."),
+            ("She reads a book every evening before sleeping.", "Elle lit un livre chaque soir avant de dormir.")]
+
+
+def _jsonl(path, rows):
+    import json
+
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_translation_from_any_parallel_file(tmp_path):
+    from seo_lite.data import DataError, load_splits
+    from seo_lite.tasks.metrics import _tokenizer_works, corpus_bleu
+    from seo_lite.tasks.translation import translation_task
+
+    path = _jsonl(tmp_path / "my_corpus.jsonl", [{"eng": e, "fra": f} for e, f in PARALLEL])
+    task = translation_task(str(path), source_column="eng", target_column="fra",
+                            source_lang="en", target_lang="fr")             # absolute path
+    assert task.name == "my_corpus:en-fr" and task.bleu_tokenize == "13a"
+    assert "English" in task.instruction and "French" in task.instruction
+    examples = load_examples(task)
+    assert [(ex.input, ex.gold) for ex in examples] == PARALLEL
+    assert len({ex.id for ex in examples}) == len(PARALLEL)          # ids made from the text
+    golds = [ex.gold for ex in examples]
+    perfect = task.corpus_metrics(golds, examples)
+    assert perfect["bleu"] == pytest.approx(100.0) and perfect["chrf"] == pytest.approx(100.0)
+    worse = task.corpus_metrics(golds[:-1] + ["Elle lit un journal."], examples)
+    assert 0 < worse["bleu"] < 100 and worse["score"] < 1.0
+    assert task.score(PARALLEL[0][1], examples[0]) == 1.0
+
+    # the same task by name (as a config builds it), relative to the data folder; other
+    # column names and a language code outside the FLORES table
+    _jsonl(tmp_path / "swiss.jsonl", [{"id": f"s{i}", "src": e, "ref": [f, f.upper()]}
+                                       for i, (e, f) in enumerate(PARALLEL)])
+    own = get_task("translation", data_file="swiss.jsonl", source_lang="en", target_lang="gsw",
+                   target_name="Swiss German")
+    assert own.required_fields == ("src", "ref") and "into Swiss German" in own.instruction
+    s = load_splits(own, train=3, dev=1, test=2, seed=0, data_dir=tmp_path)
+    assert s.sizes() == {"train": 3, "dev": 1, "test": 2}
+    assert s.train[0].id.startswith("s") and len(s.train[0].answers) == 2   # a list of references
+
+    # BLEU's tokenizer follows the target language, and it matters
+    zh_rows = [{"en": "I like tea very much.", "zh": "我非常喜欢喝茶。"},
+               {"en": "The weather is nice today.", "zh": "今天天气很好。"}]
+    _jsonl(tmp_path / "zh.jsonl", zh_rows)
+    zh = get_task("translation", data_file="zh.jsonl", source_column="en", target_column="zh",
+                  source_lang="en", target_lang="zh")
+    assert zh.bleu_tokenize == "zh" and "Chinese" in zh.instruction
+    hyps, refs = ["我非常喜欢喝咖啡。", "今天天气很好。"], [r["zh"] for r in zh_rows]
+    assert corpus_bleu(hyps, refs, tokenize="zh") > 30 > corpus_bleu(hyps, refs, tokenize="13a")
+    ja = translation_task(str(path), source_column="eng", target_column="fra", source_lang="en",
+                          target_lang="ja")
+    assert ja.bleu_tokenize == ("ja-mecab" if _tokenizer_works("ja-mecab") else "char")
+    for code, tok in [("cmn_Hans", "zh"), ("zh-Hant", "zh"), ("tha_Thai", "char"), ("th", "char"),
+                      ("pt-BR", "13a"), ("de", "13a")]:
+        assert get_task("translation", data_file="x.jsonl", source_lang="en",
+                        target_lang=code).bleu_tokenize == tok, code
+
+    # a missing column: one DataError naming the file, the line and the column
+    with pytest.raises(DataError, match=r"my_corpus.jsonl line 1: missing field\(s\) 'deu' "
+                                        r"\(the line has: eng, fra\)"):
+        load_examples(get_task("translation", data_file=str(path), source_column="eng",
+                               target_column="deu", source_lang="en", target_lang="de"))
+    _jsonl(tmp_path / "holes.jsonl", [{"eng": "a b c d", "fra": "a b c d"}, {"eng": "e f g h"}])
+    with pytest.raises(DataError, match=r"holes.jsonl line 2: missing field\(s\) 'fra'"):
+        load_examples(translation_task(str(tmp_path / "holes.jsonl"), source_column="eng",
+                                       target_column="fra", source_lang="en", target_lang="fr"))
+    with pytest.raises(DataError, match=r"reads /nowhere/corpus.jsonl, which does not exist"):
+        load_examples(translation_task("/nowhere/corpus.jsonl", source_lang="en", target_lang="fr"))
+    with pytest.raises(TaskError, match=r"target_lang must be a language code"):
+        translation_task(str(path), source_lang="en", target_lang="French!")
+    with pytest.raises(TaskError, match=r"missing .*'source_lang'.*valid options: .*source_column"):
+        get_task("translation", data_file=str(path))
+
+
+def test_classification_from_your_own_labels(tmp_path, monkeypatch):
+    from seo_lite import SEOConfig
+    from seo_lite.data import DataError, load_splits
+    from seo_lite.build import prepare
+    from seo_lite.tasks import ANSWER_MODES
+    from seo_lite.tasks.classification import classification_task
+
+    rows = [{"text": "The app crashes when I press save.", "label": "bug"},
+            {"text": "Please add a dark mode.", "label": "Feature"},
+            {"text": "How do I export my data?", "label": "question"},
+            {"text": "Login fails with error 500.", "label": 0},
+            {"text": "Could the report include charts?", "label": 1},
+            {"text": "Is there a student discount?", "label": "QUESTION"}]
+    path = _jsonl(tmp_path / "tickets.jsonl", rows)
+    task = classification_task(str(path), labels=["Bug", "feature", "question"],
+                               synonyms={"bug": ["defect"]})
+    assert task.name == "tickets" and task.labels == ("bug", "feature", "question")
+    examples = load_examples(task)
+    assert [ex.gold for ex in examples] == ["bug", "feature", "question", "bug", "feature",
+                                            "question"]
+    assert task.parse_answer("I'd call it a Defect.") == "bug"
+    assert task.score(task.parse_answer("Feature request"), examples[1]) == 1.0
+    assert task.corpus_metrics(["bug"] * 6, examples)["accuracy"] == pytest.approx(100 * 2 / 6)
+    label_mode = next(m for m in ANSWER_MODES if m != "generate")       # label scoring
+    assert get_task("classification", data_file=str(path), labels=["bug", "feature", "question"],
+                    answer_mode=label_mode).answer_mode == label_mode
+
+    # the config route: task="classification" with the same keywords in task_options
+    config = SEOConfig.preset("smoke", task="classification", train_size=3, dev_size=1,
+                              test_size=2, val_size=2, batch_size=1,
+                              task_options={"data_file": "tickets.jsonl",
+                                            "labels": ["bug", "feature", "question"]})
+    config = SEOConfig.from_dict(config.to_dict())                       # as config.json holds it
+    monkeypatch.setenv("SEO_LITE_DATA", str(tmp_path))                   # data_file is relative
+    built, splits, _, _ = prepare(config, generator=object(), optimizer=object())
+    assert built.name == "tickets" and built.labels == task.labels
+    assert splits.sizes() == {"train": 3, "dev": 1, "test": 2}
+    assert {ex.id for ex in splits.train + splits.dev + splits.test} <= {ex.id for ex in examples}
+
+    # bad rows: one DataError naming the line
+    _jsonl(tmp_path / "bad.jsonl", rows[:2] + [{"text": "Refund please.", "label": "billing"}])
+    with pytest.raises(DataError, match=r"bad.jsonl line 3: column 'label' must be one of "
+                                        r"bug, feature, question"):
+        load_examples(classification_task(str(tmp_path / "bad.jsonl"),
+                                          labels=["bug", "feature", "question"]))
+    _jsonl(tmp_path / "twice.jsonl", rows + rows[:1])
+    with pytest.raises(DataError, match=r"line 7: duplicate id"):
+        load_examples(classification_task(str(tmp_path / "twice.jsonl"),
+                                          labels=["bug", "feature", "question"]))
+    with pytest.raises(TaskError, match=r"two or more different words"):
+        classification_task(str(path), labels=["bug", "Bug"])
+    with pytest.raises(TaskError, match=r"synonyms name labels that are not in labels: crash"):
+        classification_task(str(path), labels=["bug", "feature"], synonyms={"crash": ["x"]})
+    with pytest.raises(TaskError, match="built-in"):
+        register_task("classification", Capitals)
+
+
 # -- the real embedded model ------------------------------------------------------------------
 @pytest.mark.slow
 def test_score_mode_with_embedded_model(embedded, data_dir):
@@ -263,3 +401,19 @@ def test_generate_mode_with_embedded_model(embedded, data_dir):
         assert p.answer == task.parse_answer(p.text)
         assert p.score == (1.0 if p.answer == ex.gold else 0.0)
         assert p.label_logprobs is None
+
+
+@pytest.mark.slow
+def test_own_translation_file_with_embedded_model(embedded, tmp_path):
+    from seo_lite.tasks.translation import translation_task
+
+    path = _jsonl(tmp_path / "mine.jsonl", [{"eng": e, "fra": f} for e, f in PARALLEL[:2]])
+    task = translation_task(str(path), source_column="eng", target_column="fra",
+                            source_lang="en", target_lang="fr", max_new_tokens=12)
+    examples = load_examples(task)
+    preds = task.predict(embedded, examples)
+    assert [p.example_id for p in preds] == [ex.id for ex in examples]
+    assert all(p.text and 0.0 <= p.score <= 1.0 for p in preds)
+    metrics = task.evaluate_predictions(preds, examples)
+    assert set(metrics) == {"bleu", "chrf", "score"} and 0.0 <= metrics["bleu"] <= 100.0
+    assert metrics["score"] == pytest.approx(sum(p.score for p in preds) / 2)

@@ -9,9 +9,17 @@ returns a :class:`~seo_lite.tasks.base.Task`.  Built in:
 * ``wmt23:<src>-<tgt>`` for de-en, en-cs, en-de, en-ja, en-ru, en-zh, ja-en, zh-en;
 * ``flores:<src>-<tgt>`` for any two FLORES-200 columns, named by short codes
   (``flores:en-de``) or FLORES codes (``flores:eng_Latn-deu_Latn``); the
-  task's canonical name uses short codes where there is one.
+  task's canonical name uses short codes where there is one;
+* ``translation`` and ``classification``: your own JSONL file, no code --
+  ``get_task("translation", data_file="my.jsonl", source_column="eng",
+  target_column="fra", source_lang="en", target_lang="fr")`` or
+  ``get_task("classification", data_file="my.jsonl", labels=["yes", "no"])``
+  (the same as :func:`~seo_lite.tasks.translation.translation_task` and
+  :func:`~seo_lite.tasks.classification.classification_task`; in a config,
+  ``task="translation"`` with those keywords in ``task_options``).  They need
+  options, so :func:`list_tasks` does not list them.
 
-Your own task: ``register_task("my_task", MyTask)`` (see data/README.md).
+Any other task: ``register_task("my_task", MyTask)`` (see data/README.md).
 Unknown names, options and language codes raise :class:`TaskError` listing
 what is valid, before any data is read or any model is called.
 """
@@ -21,9 +29,10 @@ import inspect
 from typing import Callable
 
 from .base import Task, TaskError
-from .classification import AGNews, SST2, TREC
+from .classification import AGNews, LabelledTexts, SST2, TREC
 from .multihop_qa import HotpotQAClosedBook, HotpotQADistractor, TwoWikiMultihopQA
-from .translation import LANGUAGES, WMT23_DIRECTIONS, Translation, valid_language_codes
+from .translation import (LANGUAGES, WMT23_DIRECTIONS, ParallelTranslation, Translation,
+                          valid_language_codes)
 
 TaskFactory = Callable[..., Task]
 FLORES_PREFIX = "flores:"
@@ -60,6 +69,11 @@ _BUILTIN: dict[str, TaskFactory] = {
     "ag_news": AGNews,
     **{f"wmt23:{pair}": _wmt23(pair) for pair in WMT23_DIRECTIONS},
 }
+# tasks read from the user's own file: they need options (data_file, columns, labels)
+_FROM_FILE: dict[str, TaskFactory] = {
+    "translation": ParallelTranslation,
+    "classification": LabelledTexts,
+}
 _USER: dict[str, TaskFactory] = {}
 
 
@@ -69,7 +83,7 @@ def register_task(name: str, factory: TaskFactory, *, overwrite: bool = False) -
         raise TaskError(f"a task name is a non-empty string without surrounding spaces, got {name!r}")
     if not callable(factory):
         raise TaskError(f"the factory for {name!r} must be callable (a Task subclass or a function)")
-    if name.startswith(FLORES_PREFIX) or name in _BUILTIN:
+    if name.startswith(FLORES_PREFIX) or name in _BUILTIN or name in _FROM_FILE:
         raise TaskError(f"{name!r} is a built-in task name; choose another")
     if name in _USER and not overwrite:
         raise TaskError(f"task {name!r} is already registered; pass overwrite=True to replace it")
@@ -132,7 +146,8 @@ def get_task(name: str, **options) -> Task:
     if not isinstance(name, str):
         raise TaskError(f"a task name is a string, got {type(name).__name__}")
     key = name.strip()
-    factory = _USER.get(key) or _BUILTIN.get(key) or _BUILTIN.get(key.lower())
+    factory = (_USER.get(key) or _BUILTIN.get(key) or _BUILTIN.get(key.lower())
+               or _FROM_FILE.get(key.lower()))
     if factory is None and key.lower().startswith(FLORES_PREFIX):
         factory = _flores_factory(FLORES_PREFIX + key[len(FLORES_PREFIX):])
     if factory is None and key.lower().startswith("wmt23:"):
@@ -140,7 +155,8 @@ def get_task(name: str, **options) -> Task:
                         f"{', '.join('wmt23:' + p for p in WMT23_DIRECTIONS)}")
     if factory is None:
         raise TaskError(f"unknown task {name!r}; valid names: {', '.join(list_tasks(flores='none'))}, "
-                        "or flores:<src>-<tgt> (e.g. flores:en-de)")
+                        "flores:<src>-<tgt> (e.g. flores:en-de), or your own file through "
+                        "'translation' or 'classification' (see data/README.md)")
     try:
         task = factory(**options)
     except TypeError as e:

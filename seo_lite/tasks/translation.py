@@ -14,9 +14,17 @@ the corpus metrics are BLEU (with the tokenizer the target language needs:
 Language codes: short ISO 639-1 codes (``de``, ``zh``) everywhere, FLORES-200
 codes (``deu_Latn``) for FLORES columns; both are accepted for FLORES tasks.
 ``zh`` means Simplified Chinese (``zho_Hans``); ``zh-Hant`` is ``zho_Hant``.
+
+Any other parallel corpus needs no code: :func:`translation_task` (also
+``get_task("translation", data_file=..., ...)``) reads a JSONL file whose two
+columns you name, for any pair of language codes -- codes outside the table
+above too (``gsw``, ``pt-BR``, ``tha_Thai``).  BLEU's tokenizer follows the
+target language: :func:`bleu_tokenize_for`.
 """
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 from typing import Any, Sequence
 
@@ -73,16 +81,48 @@ def language_name(code: str) -> str:
     return code
 
 
-def _bleu_tokenize_for(code: str) -> str:
+# ISO 639-3 codes (and FLORES prefixes) of the languages above, and of a few more
+# languages written without spaces between words
+_THREE_LETTER = {flores.split("_")[0]: short for short, (_, flores) in LANGUAGES.items()}
+_THREE_LETTER.update({"cmn": "zh", "yue": "zh", "wuu": "zh", "tha": "th", "lao": "lo",
+                      "khm": "km", "mya": "my", "bod": "bo", "dzo": "dz"})
+# languages (ISO 639-1) whose script puts no spaces between words, and no sacrebleu
+# tokenizer of their own: BLEU counts character n-grams for them
+_CHAR_LANGUAGES = {"th", "lo", "km", "my", "bo", "dz"}
+_SCRIPT_TOKENIZE.update({"Hani": "zh"})
+_LANGUAGE_CODE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
+
+
+def bleu_tokenize_for(code: str) -> str:
+    """sacrebleu's BLEU tokenizer for a target language code of any shape.
+
+    ``zh`` (also ``zho``, ``cmn``, ``yue``, ``zh-Hant``, ``*_Hans``) -> ``"zh"``;
+    ``ja`` -> ``"ja-mecab"`` when MeCab and its dictionary are installed
+    (``pip install "sacrebleu[ja]"``), else ``"char"``; ``ko`` -> ``"ko-mecab"``
+    likewise (``"sacrebleu[ko]"``), else ``"char"``; Thai, Lao, Khmer, Burmese,
+    Tibetan, Dzongkha (and their FLORES scripts) -> ``"char"``; everything
+    else -> sacrebleu's default ``"13a"``."""
+    code = code.strip()
     if code in FLORES_TO_SHORT:
-        code = FLORES_TO_SHORT[code]
-    elif _FLORES_CODE.match(code):
+        return bleu_tokenizer(FLORES_TO_SHORT[code])
+    if _FLORES_CODE.match(code):
         script = code.split("_")[1]
         if script in _SCRIPT_TOKENIZE:
             tok = _SCRIPT_TOKENIZE[script]
             return tok if tok == "char" else bleu_tokenizer(tok)
-        return "13a"
-    return bleu_tokenizer(code)
+    parts = re.split(r"[-_]", code)
+    base = parts[0].lower()
+    base = _THREE_LETTER.get(base, base)
+    for sub in parts[1:]:                       # a script subtag: sr-Latn, zh-Hant, ja-Jpan
+        if sub.title() in _SCRIPT_TOKENIZE and base not in ("ja", "ko"):
+            tok = _SCRIPT_TOKENIZE[sub.title()]
+            return tok if tok == "char" else bleu_tokenizer(tok)
+    if base in _CHAR_LANGUAGES:
+        return "char"
+    return bleu_tokenizer(base)
+
+
+_bleu_tokenize_for = bleu_tokenize_for
 
 
 # -- answer parsing ------------------------------------------------------------------------
@@ -232,5 +272,108 @@ class Translation(Task):
                 "hub": dict(self.hub)}
 
 
-__all__ = ["Translation", "LANGUAGES", "WMT23_DIRECTIONS", "parse_translation",
-           "resolve_flores_code", "language_name", "valid_language_codes"]
+# -- any parallel corpus, no subclassing ------------------------------------------------------
+def _language(code, what: str) -> str:
+    if not isinstance(code, str) or not _LANGUAGE_CODE.match(code.strip()):
+        raise TaskError(f"{what} must be a language code such as 'en', 'fr', 'pt-BR', 'gsw' or "
+                        f"'tha_Thai', got {code!r}")
+    return code.strip()
+
+
+def _language_name(code: str) -> str:
+    """English name for a code of any shape we know (``fr``, ``fra``, ``fra_Latn``, ``zh-Hant``)."""
+    if code in LANGUAGES or code in FLORES_TO_SHORT:
+        return language_name(code)
+    base = _THREE_LETTER.get(code.lower(), code.lower())
+    return LANGUAGES[base][0] if base in LANGUAGES else code
+
+
+class ParallelTranslation(Translation):
+    """A translation task read from any parallel JSONL file: build it with
+    :func:`translation_task` (or ``get_task("translation", ...)``)."""
+
+    def __init__(self, data_file: str, *, source_column: str = "src", target_column: str = "ref",
+                 source_lang: str, target_lang: str, name: str | None = None,
+                 id_column: str = "id", source_name: str | None = None,
+                 target_name: str | None = None, bleu_tokenize: str | None = None,
+                 max_new_tokens: int = 256, **options):
+        if not isinstance(data_file, (str, os.PathLike)) or not str(data_file).strip():
+            raise TaskError(f"data_file must name a JSONL file (a path, absolute or relative to "
+                            f"the data folder), got {data_file!r}")
+        for what, col in (("source_column", source_column), ("target_column", target_column),
+                          ("id_column", id_column)):
+            if not isinstance(col, str) or not col:
+                raise TaskError(f"{what} must be a column name (a non-empty string), got {col!r}")
+        if source_column == target_column:
+            raise TaskError(f"source_column and target_column are both {source_column!r}")
+        self.src_lang = _language(source_lang, "source_lang")
+        self.tgt_lang = _language(target_lang, "target_lang")
+        if self.src_lang == self.tgt_lang:
+            raise TaskError(f"source_lang and target_lang are both {self.src_lang!r}")
+        self.dataset = "file"
+        self.data_file = os.path.expanduser(os.fspath(data_file))
+        self.src_col, self.tgt_col, self.id_column = source_column, target_column, id_column
+        self.required_fields = (source_column, target_column)
+        self.hub = {}
+        stem = os.path.splitext(os.path.basename(self.data_file))[0]
+        self.name = name or f"{stem}:{self.src_lang}-{self.tgt_lang}"
+        self.src_name = source_name or _language_name(self.src_lang)
+        self.tgt_name = target_name or _language_name(self.tgt_lang)
+        self.instruction = (f"Translate the following {self.src_name} text into {self.tgt_name}. "
+                            f"Reply with the {self.tgt_name} translation only, nothing else.")
+        self.bleu_tokenize = bleu_tokenize or bleu_tokenize_for(self.tgt_lang)
+        self.gen_params = GenParams(max_new_tokens=max_new_tokens)
+        Task.__init__(self, **options)
+
+    def example_from_row(self, row: dict) -> Example:
+        src, ref = row[self.src_col], row[self.tgt_col]
+        refs = [ref] if isinstance(ref, str) else ref
+        if not isinstance(src, str) or not src.strip():
+            raise ValueError(f"column '{self.src_col}' must be a non-empty string, got {src!r:.60}")
+        if (not isinstance(refs, list) or not refs
+                or not all(isinstance(r, str) and r.strip() for r in refs)):
+            raise ValueError(f"column '{self.tgt_col}' must be a non-empty string (or a list of "
+                             f"reference strings), got {ref!r:.60}")
+        if self.id_column in row:
+            ex_id = str(row[self.id_column])
+        else:                    # no id column: one from the content (a repeated pair is a duplicate)
+            digest = hashlib.sha1(f"{src}\t{refs[0]}".encode("utf-8")).hexdigest()[:12]
+            ex_id = f"{os.path.splitext(os.path.basename(self.data_file))[0]}_{digest}"
+        return Example(ex_id, src, tuple(refs), None,
+                       {"src_lang": self.src_lang, "tgt_lang": self.tgt_lang})
+
+    def example_from_hub(self, row: dict, index: int) -> Example:
+        raise TaskError(f"task {self.name!r} reads its own file; it has no Hub source")
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "source_column": self.src_col,
+                "target_column": self.tgt_col}
+
+
+def translation_task(data_file: str, *, source_column: str = "src", target_column: str = "ref",
+                     source_lang: str, target_lang: str, name: str | None = None,
+                     **options) -> ParallelTranslation:
+    """A translation task from any parallel JSONL file, no subclassing::
+
+        task = translation_task("my_corpus.jsonl", source_column="eng", target_column="fra",
+                                source_lang="en", target_lang="fr")
+
+    ``data_file`` is absolute or relative to the data folder (``SEO_LITE_DATA``
+    / ``data_dir=``, else the shipped samples).  Each line is a JSON object
+    holding the two columns (the target may be a list of references) and
+    optionally an ``id`` (``id_column=``; without one, ids come from the
+    text).  Language codes may be any ISO 639 code with optional subtags
+    (``pt-BR``) or a FLORES code (``tha_Thai``); the instruction names known
+    languages in English (``source_name=`` / ``target_name=`` to choose the
+    words), and BLEU's tokenizer follows the target (:func:`bleu_tokenize_for`,
+    or ``bleu_tokenize=``).  Further options: ``name``, ``max_new_tokens``,
+    ``instruction``, ``answer_mode``.  In a config or on the command line the
+    same task is ``task="translation"`` with these keywords in ``task_options``."""
+    return ParallelTranslation(data_file, source_column=source_column,
+                               target_column=target_column, source_lang=source_lang,
+                               target_lang=target_lang, name=name, **options)
+
+
+__all__ = ["Translation", "ParallelTranslation", "translation_task", "LANGUAGES",
+           "WMT23_DIRECTIONS", "parse_translation", "resolve_flores_code", "language_name",
+           "valid_language_codes", "bleu_tokenize_for"]
