@@ -6,7 +6,8 @@ Specs:
 * ``"hf:<model id | local folder | file.gguf>"`` -- transformers, e.g.
   ``make_llm("hf:meta-llama/Llama-2-7b-chat-hf", load_in_4bit=True)``;
 * ``"openai:<model>"`` -- the ``openai`` SDK; with ``base_url=...`` any
-  OpenAI-compatible server (vLLM, Ollama, llama.cpp server, TGI).
+  OpenAI-compatible server (vLLM, Ollama, llama.cpp server, TGI);
+* ``"rulebank"`` -- not a model: the rule-bank optimizer baseline (``rulebank.py``).
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from .base import (LLM, Completion, GenParams, LLMError, Loglikelihoods, Loglike
                    Request, RoleUsage, Usage, merge_usage)
 from .cache import CacheError, CallCache, cache_root, default_cache
 
-SPEC_FORMS = ('"embedded"', '"hf:<model id | local folder | file.gguf>"', '"openai:<model>"')
+SPEC_FORMS = ('"embedded"', '"hf:<model id | local folder | file.gguf>"', '"openai:<model>"',
+              '"rulebank"')
 
 
 def _backend(spec: str):
@@ -26,6 +28,9 @@ def _backend(spec: str):
     if spec == "embedded":
         from .embedded import EmbeddedLLM
         return EmbeddedLLM, None
+    if spec == "rulebank":
+        from .rulebank import RuleBankLLM
+        return RuleBankLLM, None
     kind, sep, rest = spec.partition(":")
     if sep and rest.strip():
         if kind == "hf":
