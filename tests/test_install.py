@@ -54,11 +54,14 @@ def installed(wheel, tmp_path_factory) -> Path:
     py = env_dir / "bin" / "python"
     target = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                             check=True, capture_output=True, text=True).stdout.strip()
+    # pip --python: the checkout's pip installs into the new venv, scripts pointing at it.
+    # The wheel goes in *before* the checkout's packages become visible, so pip never
+    # sees (and never uninstalls) the checkout's editable seo_lite.
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps",
+                    "--ignore-installed", "--quiet", "--disable-pip-version-check", str(wheel)],
+                   check=True)
     deps = [p for p in site.getsitepackages() if Path(p).is_dir()]
     Path(target, "checkout_deps.pth").write_text("\n".join(deps) + "\n")
-    # pip --python: the checkout's pip installs into the new venv, scripts pointing at it
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps",
-                    "--quiet", "--disable-pip-version-check", str(wheel)], check=True)
     return env_dir
 
 
