@@ -56,7 +56,8 @@ def _pred(p: dict | None) -> dict | None:
     if p is None:
         return None
     return {"answer": p.get("answer", ""), "text": p.get("text", ""), "score": p.get("score"),
-            "label_logprobs": p.get("label_logprobs")}
+            "label_logprobs": p.get("label_logprobs"),
+            "label_prior": p.get("label_prior"), "calibrated_probs": p.get("calibrated_probs")}
 
 
 def step_view(run: SEORun, t: int, examples: dict | None = None) -> dict:
@@ -85,6 +86,7 @@ def step_view(run: SEORun, t: int, examples: dict | None = None) -> dict:
     d = rec.decision
     return {"step": rec.step, "steps": len(run.steps), "task": run.config.task,
             "validation": run.config.validation,
+            "calibration": getattr(run.config, "calibration", "none"),
             "experience_before": list(rec.experience_before.rules),
             "experience_after": list(rec.experience_after.rules),
             "batch_ids": list(rec.batch_ids), "validation_ids": list(rec.validation_ids),
@@ -106,7 +108,8 @@ def _rules_text(rules: list[str]) -> str:
 def render_text(view: dict, *, raw: bool = True) -> str:
     """One step as plain text (the view when widgets are not available)."""
     v = view
-    lines = [f"== step {v['step'] + 1} of {v['steps']} ({v['task']}, validation {v['validation']}) ==",
+    lines = [f"== step {v['step'] + 1} of {v['steps']} ({v['task']}, validation {v['validation']}, "
+             f"calibration {v['calibration']}) ==",
              "experience before (E_t):", _rules_text(v["experience_before"]),
              f"trials on the mini-batch ({len(v['trials'])} examples):"]
     for tr in v["trials"]:
@@ -168,7 +171,7 @@ def render_step_html(view: dict) -> str:
            f"<h4>Step {v['step'] + 1} of {v['steps']}: {verdict}</h4>",
            f"<p>{_e(v['reason'])}<br>v(E_t) on D_t = {_f(v['current_score'])}, "
            f"best candidate = {_f(v['best_score'])}, |D_t| = {len(v['validation_ids'])} "
-           f"(validation {_e(v['validation'])})</p>",
+           f"(validation {_e(v['validation'])}, label calibration {_e(v['calibration'])})</p>",
            "<div class='cols'><div><b>E_t (before)</b>", _rules_html(v["experience_before"]),
            "</div><div><b>E_t+1 (after)</b>", _rules_html(v["experience_after"]), "</div></div>",
            "<b>Trials</b><table><tr><th>example</th><th>gold</th><th>with E_t</th>"
@@ -229,7 +232,8 @@ def run_header_html(run: SEORun) -> str:
     return (f"{_CSS}<div class='seo-x'><b>SEO on {_e(cfg.task)}</b>: {len(run.steps)} steps, "
             f"{run.accepted} accepted; {_e(who)}; n={cfg.batch_size}, k={cfg.num_candidates}, "
             f"|D_t|={cfg.val_size}, validation {cfg.validation}, comparison trials "
-            f"{'on' if cfg.comparison_trials else 'off'}</div>")
+            f"{'on' if cfg.comparison_trials else 'off'}, label calibration "
+            f"{_e(getattr(cfg, 'calibration', 'none'))}</div>")
 
 
 # -- the widget ----------------------------------------------------------------------------------

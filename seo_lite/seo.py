@@ -122,9 +122,12 @@ def optimizer_requests(task: Task, trials: Sequence[Trial], experience: Experien
     """k requests per trial; sample indices differ per step so that a repeated
     prompt in a later step draws new samples instead of replaying old ones.
     The reply is pre-filled with ``config.opt_prefix`` ("1.") on local models,
-    which keeps a small optimizer writing a numbered list."""
+    which keeps a small optimizer writing a numbered list; generation ends once
+    that list is over (``max_rules`` distinct rules, or prose after the list),
+    since the parser reads nothing after it."""
     params = GenParams(temperature=config.opt_temperature, top_p=config.opt_top_p,
-                       max_new_tokens=config.opt_max_new_tokens, seed=config.seed)
+                       max_new_tokens=config.opt_max_new_tokens, seed=config.seed,
+                       stop_list_after=config.max_rules)
     reqs = []
     for tr in trials:
         w, wo = tr.with_experience, tr.without_experience

@@ -16,16 +16,20 @@ Everything SEO needs to know about a task family sits behind this class:
 Two answer modes: ``"generate"`` (free text, parsed into an answer, as the
 paper does) and ``"score"`` (for tasks with a closed label set: the label with
 the highest log-likelihood under the model, as evaluation harnesses do; the
-small embedded model needs it).
+small embedded model needs it).  Score mode takes a ``calibration``
+(``"none"``, ``"contextual"``, ``"batch"``; see :mod:`.calibration`): the
+label prior is divided out before the argmax.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 from ..experience import Experience
 from ..llm.base import LLM, GenParams, LoglikelihoodRequest, Request
 from ..prompts import generator_messages
+from . import calibration as calib
 
 ANSWER_MODES = ("generate", "score")
 
@@ -76,15 +80,20 @@ class Prediction:
     answer: str           # parsed answer
     score: float          # per-example metric in [0, 1]
     cached: bool = False
-    label_logprobs: list[float] | None = None
+    label_logprobs: list[float] | None = None    # raw log p(label | prompt), uncalibrated
+    # calibrated label scoring only (see .calibration): the label prior pi(y) that was
+    # divided out and the calibrated distribution q(y | x) whose argmax is ``answer``
+    label_prior: list[float] | None = None
+    calibrated_probs: list[float] | None = None
 
     def to_dict(self) -> dict:
         """For logs: everything but ``cached`` (usage counts cache hits; a log
         should read the same whether its answers came from the cache or not)."""
         d = asdict(self)
         d.pop("cached")
-        if d["label_logprobs"] is None:
-            d.pop("label_logprobs")
+        for name in ("label_logprobs", "label_prior", "calibrated_probs"):
+            if d[name] is None:
+                d.pop(name)
         return d
 
 
@@ -97,11 +106,12 @@ class Task:
     instruction: str = ""
     labels: tuple[str, ...] | None = None      # closed label set, if any
     answer_mode: str = "generate"
+    calibration: str = "none"                  # score mode only: see .calibration
     gen_params: GenParams = GenParams(max_new_tokens=64)
     metric_names: tuple[str, ...] = ()
 
     def __init__(self, *, answer_mode: str | None = None, instruction: str | None = None,
-                 max_new_tokens: int | None = None):
+                 max_new_tokens: int | None = None, calibration: str | None = None):
         if answer_mode is not None:
             if answer_mode not in ANSWER_MODES:
                 raise TaskError(f"unknown answer_mode {answer_mode!r}; use one of {ANSWER_MODES}")
@@ -113,6 +123,14 @@ class Task:
             self.instruction = instruction
         if max_new_tokens is not None:
             self.gen_params = GenParams(**{**asdict(self.gen_params), "max_new_tokens": max_new_tokens})
+        if calibration is not None:
+            if calibration not in calib.CALIBRATIONS:
+                raise TaskError(f"unknown calibration {calibration!r}; use one of {calib.CALIBRATIONS}")
+            if calibration != "none" and self.answer_mode != "score":
+                raise TaskError(f"calibration={calibration!r} applies to label scoring; "
+                                f"task {self.name!r} is in answer_mode={self.answer_mode!r} "
+                                "(pass answer_mode='score')")
+            self.calibration = calibration
 
     # -- what a family implements ----------------------------------------------
     def format_input(self, example: Example) -> str:
@@ -154,12 +172,24 @@ class Task:
         reqs = [self._request(ex, exp) for ex, exp in pairs]
         examples = [ex for ex, _ in pairs]
         if self.answer_mode == "score":
-            out = llm.loglikelihood(reqs, role=role, progress=progress)
+            # contextual calibration: the content-free prompts of each experience
+            # go into the same (cached, batched) call as the examples
+            groups = _group_by_experience(pairs)
+            cf_reqs = [self._request(cf, pairs[idx[0]][1])
+                       for idx in groups.values() for cf in self.content_free_examples()]
+            out = llm.loglikelihood(reqs + cf_reqs, role=role, progress=progress)
+            out, cf_out = out[:len(reqs)], out[len(reqs):]
+            priors = self._label_priors(groups, examples, out, cf_out)
             preds = []
-            for ex, s in zip(examples, out):
-                label = self.labels[s.best]
-                preds.append(Prediction(ex.id, label, label, float(self.score(label, ex)),
-                                        s.cached, [round(x, 4) for x in s.logprobs]))
+            for i, (ex, s) in enumerate(zip(examples, out)):
+                prior = priors.get(i)
+                probs = calib.calibrate(s.logprobs, prior) if prior is not None else None
+                label = self.labels[s.best if probs is None else calib.argmax(probs)]
+                preds.append(Prediction(
+                    ex.id, label, label, float(self.score(label, ex)), s.cached,
+                    [round(x, 4) for x in s.logprobs],
+                    None if prior is None else [round(math.exp(x), 4) for x in prior],
+                    None if probs is None else [round(x, 4) for x in probs]))
             return preds
         out = llm.generate(reqs, role=role, progress=progress)
         preds = []
@@ -168,14 +198,51 @@ class Task:
             preds.append(Prediction(ex.id, c.text, ans, float(self.score(ans, ex)), c.cached))
         return preds
 
+    def content_free_examples(self) -> list[Example]:
+        """The content-free inputs of contextual calibration (none otherwise)."""
+        if self.calibration != "contextual":
+            return []
+        return [Example(f"content_free_{i}", text, ("",))
+                for i, text in enumerate(calib.CONTENT_FREE_INPUTS)]
+
+    def _label_priors(self, groups, examples, out, cf_out) -> dict[int, list[float]]:
+        """Pair index -> log pi(y) of its experience group (empty with no calibration).
+        contextual: the group's content-free rows; batch: the group's distinct examples."""
+        priors: dict[int, list[float]] = {}
+        n_cf = len(self.content_free_examples())
+        for g, idx in enumerate(groups.values()):
+            if self.calibration == "contextual":
+                rows = [s.logprobs for s in cf_out[g * n_cf:(g + 1) * n_cf]]
+            elif self.calibration == "batch":
+                first = {}
+                for i in idx:
+                    first.setdefault(examples[i].id, i)
+                rows = [out[i].logprobs for i in first.values()]
+            else:
+                return {}
+            prior = calib.log_prior(rows)
+            priors.update((i, prior) for i in idx)
+        return priors
+
     def evaluate_predictions(self, preds: Sequence[Prediction],
                              examples: Sequence[Example]) -> dict[str, float]:
         return self.corpus_metrics([p.answer for p in preds], examples)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "family": self.family, "answer_mode": self.answer_mode,
+                "calibration": self.calibration,
                 "labels": list(self.labels) if self.labels else None,
                 "metrics": list(self.metric_names), "instruction": self.instruction}
 
     def __repr__(self):
-        return f"<Task {self.name} ({self.family}, {self.answer_mode})>"
+        cal = "" if self.calibration == "none" else f", {self.calibration} calibration"
+        return f"<Task {self.name} ({self.family}, {self.answer_mode}{cal})>"
+
+
+def _group_by_experience(pairs) -> dict[tuple, list[int]]:
+    """Pair indices grouped by the experience's rules (None and an empty
+    experience render the same prompt, so they are one group), in first-seen order."""
+    groups: dict[tuple, list[int]] = {}
+    for i, (_, exp) in enumerate(pairs):
+        groups.setdefault(exp.rules if exp else (), []).append(i)
+    return groups
