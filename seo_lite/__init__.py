@@ -1,6 +1,6 @@
 """seo_lite: Stochastic Experience Optimization (arXiv 2501.04393), small enough to read.
 
-The names follow the paper (see DESIGN.md):
+The names follow the paper; docs/architecture.md maps each step to its module.
 
 >>> from seo_lite import SEOConfig, train, make_llm, get_task
 >>> config = SEOConfig.preset("smoke", task="trec", answer_mode="score")
@@ -11,13 +11,13 @@ from .config import PRESETS, ConfigError, SEOConfig
 from .experience import Experience
 from .llm import GenParams, LLMError, LoglikelihoodRequest, Request, make_llm
 from .seo import (Candidate, SEORun, StepDecision, StepRecord, Trial, compare, evaluate,
-                  propose_candidates, run_trials, sample_validation_set, select, seo_step, train)
+                  propose_candidates, run_trials, sample_validation_set, select, seo_step)
 
 __version__ = "0.1.0"
 
 
 def __getattr__(name):
-    # tasks, data and experiments import lazily so `import seo_lite` stays light
+    # training, tasks, data and experiments import lazily so `import seo_lite` stays light
     if name in ("get_task", "list_tasks", "register_task", "Task", "Example"):
         from . import tasks
         return getattr(tasks, name)
@@ -27,6 +27,12 @@ def __getattr__(name):
     if name in ("run_experiment", "report"):
         from . import experiment
         return getattr(experiment, name)
+    if name == "train":
+        from .training import train
+        return train
+    if name == "prepare":
+        from .build import prepare
+        return prepare
     if name == "load_run":
         from .runs import load_run
         return load_run

@@ -14,74 +14,35 @@ the same command runs again.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
-from .config import PRESETS, VALIDATION_MODES, ConfigError, SEOConfig
-
-# (flag, config field, type)
-_RUN_FLAGS = [
-    ("--task", "task", str), ("--generator", "generator", str), ("--optimizer", "optimizer", str),
-    ("--steps", "steps", int), ("--batch-size", "batch_size", int),
-    ("--num-candidates", "num_candidates", int), ("--val-size", "val_size", int),
-    ("--max-rules", "max_rules", int), ("--seed", "seed", int),
-    ("--train-size", "train_size", int), ("--dev-size", "dev_size", int),
-    ("--test-size", "test_size", int), ("--answer-mode", "answer_mode", str),
-    ("--data-source", "data_source", str), ("--opt-temperature", "opt_temperature", float),
-    ("--opt-max-new-tokens", "opt_max_new_tokens", int),
-]
-
-
-def _value(text: str):
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def _pairs(items, what: str) -> dict:
-    out = {}
-    for item in items or []:
-        key, sep, val = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"{what} takes KEY=VALUE, got {item!r}")
-        out[key.strip().replace("-", "_")] = _value(val)
-    return out
-
-
-def config_from_args(args) -> SEOConfig:
-    overrides = {}
-    for flag, name, _ in _RUN_FLAGS:
-        v = getattr(args, name)
-        if v is not None:
-            overrides[name] = v
-    if args.validation is not None:
-        overrides["validation"] = args.validation
-    if args.no_comparison_trials:
-        overrides["comparison_trials"] = False
-    if args.rule:
-        overrides["initial_experience"] = list(args.rule)
-    overrides.update(_pairs(args.set, "--set"))
-    if args.generator_option:
-        overrides["generator_options"] = _pairs(args.generator_option, "--generator-option")
-    if args.optimizer_option:
-        overrides["optimizer_options"] = _pairs(args.optimizer_option, "--optimizer-option")
-    return SEOConfig.preset(args.preset, **overrides)
+from .config import ConfigError, SEOConfig
+from .params import add_run_flags, pairs, setup_from_args
 
 
 def cmd_run(args) -> int:
     from .experiment import run_experiment
 
-    config = config_from_args(args)
+    config = setup_from_args(args).config
     out = Path(args.out or f"runs/{config.task.replace(':', '_')}-{args.preset}")
-    print(f"run directory: {out} (run the same command again to resume)", flush=True)
+    started = []
+
+    def announce(run_dir, finished: int) -> None:    # the run directory is open: the run has begun
+        started.append(run_dir)
+        how = f"resuming after step {finished}" if finished else "run the same command again to resume"
+        print(f"run directory: {out} ({how})", flush=True)
+
     try:
-        result = run_experiment(config, out, progress=not args.quiet, figure=not args.no_figure)
+        result = run_experiment(config, out, progress=not args.quiet, figure=not args.no_figure,
+                                on_start=announce)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: finished steps are saved in {out}; run the same command to resume",
-              file=sys.stderr)
+        if started:
+            print(f"\ninterrupted: finished steps are saved in {out}; run the same command to resume",
+                  file=sys.stderr)
+        else:
+            print("\ninterrupted before the run began", file=sys.stderr)
         return 130
     print()
     print(result)
@@ -92,12 +53,12 @@ def cmd_run(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    from .build import make_task
     from .data import load_splits
     from .experience import Experience
     from .llm import make_llm
     from .runs import load_run
     from .seo import compare
-    from .tasks import get_task
 
     experience = Experience()
     if args.run:
@@ -105,12 +66,12 @@ def cmd_eval(args) -> int:
         experience = run.experience
     elif args.experience:
         experience = Experience.from_markdown(Path(args.experience).read_text(encoding="utf-8"))
-    opts = {"answer_mode": args.answer_mode} if args.answer_mode else {}
-    task = get_task(args.task, **opts)
+    task = make_task(SEOConfig(task=args.task, answer_mode=args.answer_mode,
+                               generator=args.generator))
     sizes = {"train": 0, "dev": 0, "test": 0}
     sizes[args.split] = args.size
     splits = load_splits(task, seed=args.seed, source=args.data_source, **sizes)
-    generator = make_llm(args.generator, **_pairs(args.generator_option, "--generator-option"))
+    generator = make_llm(args.generator, **pairs(args.generator_option, "--generator-option"))
     comp = compare(task, generator, getattr(splits, args.split), experience, split=args.split,
                    seed=args.seed, progress=f"evaluate {args.split}")
     print(f"{task.name} {args.split} (n={len(getattr(splits, args.split))}), generator {generator.name}")
@@ -154,20 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="seo-lite", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
-    r = sub.add_parser("run", help="train an experience with SEO, then evaluate it")
-    r.add_argument("--preset", default="classroom", choices=list(PRESETS))
-    for flag, name, typ in _RUN_FLAGS:
-        r.add_argument(flag, dest=name, type=typ, default=None)
-    r.add_argument("--validation", choices=VALIDATION_MODES, default=None)
-    r.add_argument("--no-comparison-trials", action="store_true",
-                   help="ablation: the optimizer sees only the trial with the experience")
-    r.add_argument("--rule", action="append", help="an initial rule (repeatable)")
-    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="any SEOConfig field")
-    r.add_argument("--generator-option", action="append", metavar="KEY=VALUE",
-                   help="e.g. load_in_4bit=true, device_map=auto, base_url=...")
-    r.add_argument("--optimizer-option", action="append", metavar="KEY=VALUE")
-    r.add_argument("--out", help="run directory (default runs/<task>-<preset>)")
-    r.add_argument("--no-figure", action="store_true")
+    r = sub.add_parser("run", help="train an experience with SEO, then evaluate it",
+                       description="Train an experience with SEO, then compare it with no "
+                       "experience on dev and test. Every SEOConfig field is a flag; a flag left "
+                       "out takes the preset's value.")
+    add_run_flags(r)
+    r.add_argument("--out", help="run directory; run again to resume (default runs/<task>-<preset>)")
+    r.add_argument("--no-figure", action="store_true", help="skip the summary figure")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.set_defaults(fn=cmd_run)
 
@@ -181,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", choices=("train", "dev", "test"), default="test")
     e.add_argument("--size", type=int, default=100)
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--answer-mode", choices=("generate", "score"))
+    e.add_argument("--answer-mode", choices=("generate", "score", "auto"),
+                   help="default: the task's own; auto: score for a local model on a labelled task")
     e.add_argument("--data-source", choices=("local", "hub"), default="local")
     e.set_defaults(fn=cmd_eval)
 

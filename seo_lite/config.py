@@ -23,65 +23,33 @@ are ours: ``smoke`` (seconds, for tests), ``classroom`` (minutes on a laptop
 CPU with the embedded model), ``paper`` (a GPU with 4-bit Llama-2, or an API).
 
 Secrets.  A model option whose name says it is a secret (``api_key``,
-``token``, ``password``, ...; see :data:`SECRET_OPTION`) is kept in the
-object, because the model needs it, but never leaves it: ``to_dict`` /
-``to_json`` (hence ``config.json``) leave it out, a URL option loses its
-``user:password@`` part, and ``repr`` shows ``'<redacted>'``.  A config read
-back from a run directory therefore has no key; the key comes again from
-the environment (``OPENAI_API_KEY``) or from the caller, and resuming
-compares configs without it.
+``token``, ...; see :mod:`seo_lite.secrets`) is kept in the object, because
+the model needs it, but never leaves it: ``to_dict`` / ``to_json`` (hence
+``config.json``) leave it out, a URL option loses its ``user:password@`` part,
+and ``repr`` shows ``'<redacted>'``.  Resuming compares configs without it.
+
+Each field carries a few words of help and the paper's symbol
+(:func:`knob`); the notebook parameters, the ``seo-lite run`` flags and their
+``--help`` are derived from them (:mod:`seo_lite.params`).
 """
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+
+from .secrets import REDACTED, SECRET_OPTION, is_secret_name, public_options  # noqa: F401
 
 VALIDATION_MODES = ("stochastic", "fixed", "none")
-
-# option names that hold secrets: never serialised, never shown.  A name is secret
-# when it ends in a secret word (``api_key``, ``hf_token``, ``credentials``), starts
-# with ``auth``, or holds a secret word between separators (``token_file``,
-# ``bearer-value``); ``max_new_tokens`` is not.
-SECRET_OPTION = re.compile(
-    r"^(?:.*[_-])?(?:api_?key|key|token|secret|passw(?:or)?d|credentials?)$|^auth"
-    r"|(?:^|[_-])(?:api[_-]?key|key|token|secret|password|passwd|authorization|bearer)(?:$|[_-])",
-    re.IGNORECASE)
 OPTION_FIELDS = ("task_options", "generator_options", "optimizer_options")
-REDACTED = "<redacted>"
 
 
-def _strip_userinfo(value: Any) -> Any:
-    """``scheme://user:pw@host/...`` -> ``scheme://host/...``; other values unchanged."""
-    if not isinstance(value, str) or "://" not in value or "@" not in value:
-        return value
-    try:
-        parts = urlsplit(value)
-        host = parts.hostname or ""
-        netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
-    except ValueError:
-        return REDACTED
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-def is_secret_name(name: str) -> bool:
-    """Option names that hold credentials (``api_key``, ``hf_token``, ...)."""
-    return bool(SECRET_OPTION.search(str(name)))
-
-
-def public_options(options: dict, *, mark: bool = False) -> dict:
-    """``options`` without secrets: secret-named keys dropped (or shown as
-    ``'<redacted>'`` with ``mark=True``), credentials cut out of URLs."""
-    out = {}
-    for k, v in options.items():
-        if is_secret_name(k):
-            if mark:
-                out[k] = REDACTED
-            continue
-        out[k] = _strip_userinfo(v)
-    return out
+def knob(default: Any, help: str, symbol: str | None = None):
+    """A config field with its help text and the paper's symbol (for flags and docs)."""
+    meta = {"help": help, "symbol": symbol}
+    if isinstance(default, dict):
+        return field(default_factory=dict, metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 class ConfigError(ValueError):
@@ -91,37 +59,42 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class SEOConfig:
     # what to optimize, with which models
-    task: str = "trec"
-    answer_mode: str | None = None          # None: the task's default
-    task_options: dict = field(default_factory=dict)
-    generator: str = "embedded"
-    optimizer: str = "embedded"
-    generator_options: dict = field(default_factory=dict)
-    optimizer_options: dict = field(default_factory=dict)
-    data_source: str = "local"               # "local" (SEO_LITE_DATA) or "hub"
+    task: str = knob("trec", "task name (`seo-lite tasks` lists them)")
+    answer_mode: str | None = knob(None, "generate (free text, as the paper) | score (rank the "
+                                   "labels by log-likelihood) | auto (score for a local model "
+                                   "on a labelled task)")
+    task_options: dict = knob({}, "extra task options, e.g. max_new_tokens")
+    generator: str = knob("embedded", "model spec: embedded | hf:<id, folder or .gguf> | "
+                          "openai:<model>", "M_gen")
+    optimizer: str = knob("embedded", "model spec of the optimizer", "M_opt")
+    generator_options: dict = knob({}, "model options, e.g. load_in_4bit, base_url, batch_size")
+    optimizer_options: dict = knob({}, "the optimizer's model options")
+    data_source: str = knob("local", "local (the shipped samples, or SEO_LITE_DATA) | hub")
     # data
-    train_size: int = 60
-    dev_size: int = 40
-    test_size: int = 100
+    train_size: int = knob(60, "training examples (B_t and D_t are drawn from them)")
+    dev_size: int = knob(40, "dev examples (the held-out learning curve)")
+    test_size: int = knob(100, "test examples (the final comparison)")
     # the algorithm
-    steps: int = 6
-    batch_size: int = 2                      # n
-    num_candidates: int = 2                  # k
-    val_size: int = 16                       # |D_t|
-    max_rules: int = 5
-    initial_experience: tuple[str, ...] = ()
-    gen_temperature: float = 0.0
-    opt_temperature: float = 0.8
-    opt_top_p: float = 0.95
-    opt_max_new_tokens: int = 160
-    opt_prefix: str = "1."                   # the optimizer's reply starts here (local models)
-    min_improvement: float = 0.0             # accept only if val(best) > val(E_t) + this
+    steps: int = knob(6, "training steps", "T")
+    batch_size: int = knob(2, "mini-batch size (trials per step)", "n")
+    num_candidates: int = knob(2, "candidate experiences per trial", "k")
+    val_size: int = knob(16, "validation examples, drawn fresh each step", "|D_t|")
+    max_rules: int = knob(5, "most rules an experience may hold")
+    initial_experience: tuple[str, ...] = knob((), "the starting rules", "E_0")
+    gen_temperature: float = knob(0.0, "the generator's sampling temperature")
+    opt_temperature: float = knob(0.8, "the optimizer's sampling temperature")
+    opt_top_p: float = knob(0.95, "the optimizer's nucleus sampling top_p")
+    opt_max_new_tokens: int = knob(160, "longest optimizer reply, in tokens")
+    opt_prefix: str = knob("1.", "the optimizer's reply starts with this (local models)")
+    min_improvement: float = knob(0.0, "accept E* only if v(E*) > v(E_t) + this")
     # ablations
-    validation: str = "stochastic"
-    comparison_trials: bool = True
+    validation: str = knob("stochastic", "stochastic (fresh D_t) | fixed (one D, drawn once) | "
+                           "none (take a candidate unchecked)")
+    comparison_trials: bool = knob(True, "show the optimizer the answer without E and delta "
+                                   "(off: an ablation)")
     # evaluation and reproducibility
-    bootstrap: int = 1000
-    seed: int = 0
+    bootstrap: int = knob(1000, "bootstrap resamples for the 95% intervals")
+    seed: int = knob(0, "the random seed (every draw of step t derives from it)")
 
     def __post_init__(self):
         object.__setattr__(self, "initial_experience", tuple(self.initial_experience))

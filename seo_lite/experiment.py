@@ -15,11 +15,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import Callable
+
+from .build import prepare
 from .config import SEOConfig
+from .files import atomic_write_text
 from .llm.base import Usage, merge_usage
-from .llm.cache import atomic_write_text
 from .runs import RunDir, load_run
-from .seo import SEORun, compare, evaluate, prepare, train
+from .seo import SEORun, compare, evaluate
+from .training import train
 
 
 @dataclass
@@ -33,14 +37,16 @@ class ExperimentResult:
 
 
 def run_experiment(config: SEOConfig, out, *, progress: bool = True, figure: bool = True,
-                   task=None, splits=None, generator=None, optimizer=None) -> ExperimentResult:
-    """Train (resuming ``out`` if it holds part of this run), evaluate, plot."""
+                   task=None, splits=None, generator=None, optimizer=None,
+                   on_start: Callable[[RunDir, int], None] | None = None) -> ExperimentResult:
+    """Train (resuming ``out`` if it holds part of this run), evaluate, plot.
+    ``on_start(run_dir, finished_steps)`` is called once the run directory is open."""
     t0 = time.perf_counter()
     task, splits, generator, optimizer = prepare(config, task=task, splits=splits,
                                                  generator=generator, optimizer=optimizer)
     start = merge_usage(generator, optimizer)
     run = train(config, task=task, splits=splits, generator=generator, optimizer=optimizer,
-                run_dir=out, progress=progress)
+                run_dir=out, progress=progress, on_start=on_start)
     final = finalize(run, task, splits, generator, optimizer, out, progress=progress)
     final["invocation"] = {"seconds": round(time.perf_counter() - t0, 2),
                            "usage": Usage.diff(merge_usage(generator, optimizer), start)}
@@ -122,11 +128,14 @@ def format_result(run: SEORun, final: dict) -> str:
         w, wo, d = comp["with"]["score"], comp["without"]["score"], comp["paired"]["diff"]
         fmt = lambda e, sign="": f"{e['mean']:{sign}.3f} [{e['low']:{sign}.3f}, {e['high']:{sign}.3f}]"
         lines.append(f"{split:<6}{w['n']:>5}   {fmt(wo):<22}{fmt(w):<22}{fmt(d, '+'):<22}")
+    lines.append("(mean per-example score from 0 to 1, 95% bootstrap intervals)")
     for split, comp in final.get("comparisons", {}).items():
+        # the task's corpus metrics are on a 0-100 scale; "score" is the table's number
         m_w, m_wo = comp["with"]["metrics"], comp["without"]["metrics"]
-        lines.append(f"{split} metrics: " + ", ".join(
-            f"{k} {m_wo[k]:.3f} -> {m_w[k]:.3f}" for k in m_w if isinstance(m_w[k], (int, float))))
-    lines.append("(mean per-example score, 95% bootstrap intervals)")
+        shown = [k for k in m_w if k != "score" and isinstance(m_w[k], (int, float))]
+        if shown:
+            lines.append(f"{split} metrics, 0-100 scale (without E -> with E): " + ", ".join(
+                f"{k} {m_wo[k]:.1f} -> {m_w[k]:.1f}" for k in shown))
     return "\n".join(lines)
 
 

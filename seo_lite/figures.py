@@ -4,7 +4,7 @@
 
 :func:`build_all` looks under ``runs_root`` for
 
-* **grids** (a folder with ``grid.json``, written by :func:`seo_lite.ablation.run_grid`):
+* **grids** (a folder with ``grid.json``, written by :func:`seo_lite.grid_runner.run_grid`):
   ablation bars, |D_t| sensitivity, learning curves and the evolution of the
   experience of one baseline run;
 * **single runs** (a run directory with ``final.json``, outside any grid):
@@ -13,7 +13,7 @@
   :func:`seo_lite.generalization.evaluate_generalization`): the
   out-of-distribution bars and the transfer matrix across translation directions;
 * **validation-noise studies** (``validation_noise*.json``, written by the
-  validation chapter with :func:`seo_lite.ablation.validation_noise`).
+  validation chapter with :func:`seo_lite.noise_study.validation_noise`).
 
 Nothing is read from a notebook's memory: a figure is a function of files.
 Each names the models that made it in its footnote.  A run directory without
@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Callable
 
 from . import plots
-from .ablation import GRID_FILE, GridCell, noise_summary, read_grid
+from .grid_runner import GRID_FILE, GridCell, read_grid
+from .noise_study import noise_summary
 from .runs import RunError, load_run
 from .stats import across_seeds, bootstrap_ci
 

@@ -28,9 +28,11 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+from .build import make_task
 from .data import GENERALIZATION, load_eval_set
-from .llm.cache import atomic_write_text
+from .files import atomic_write_text
 from .runs import load_run
+from .secrets import public_options
 from .seo import compare
 from .tasks import get_task
 
@@ -41,17 +43,6 @@ def pairs_for(task_name: str) -> list[str]:
     """The generalization pairs whose training task is ``task_name``."""
     name = get_task(task_name).name
     return [p for p, spec in GENERALIZATION.items() if get_task(spec["train"]).name == name]
-
-
-def _eval_task(name: str, config):
-    """The target task, with the run's task options and answer mode where they apply."""
-    opts = dict(config.task_options)
-    if config.answer_mode is not None:
-        opts["answer_mode"] = config.answer_mode
-    try:
-        return get_task(name, **opts)
-    except Exception:                     # an option the target family does not take
-        return get_task(name)
 
 
 def _estimate(comp) -> dict:
@@ -91,7 +82,7 @@ def evaluate_generalization(run_dir: str | os.PathLike, pair: str | None = None,
         generator = make_llm(cfg.generator, **cfg.generator_options)
     results = {}
     for name in targets:
-        task = _eval_task(name, cfg)
+        task = make_task(cfg, name, lenient=True)   # the run's options where they apply
         examples = load_eval_set(pair, task, size=size, train=cfg.train_size, dev=cfg.dev_size,
                                  seed=cfg.seed, source=cfg.data_source)
         comp = compare(task, generator, examples, run.experience, split=f"transfer:{task.name}",
@@ -110,8 +101,8 @@ def evaluate_generalization(run_dir: str | os.PathLike, pair: str | None = None,
                       "optimizer": (final or {}).get("models", {}).get("optimizer",
                                                                       {"model": cfg.optimizer})},
            "config": {"generator": cfg.generator, "optimizer": cfg.optimizer,
-                      "generator_options": cfg.generator_options,
-                      "optimizer_options": cfg.optimizer_options, "seed": cfg.seed,
+                      "generator_options": public_options(cfg.generator_options),
+                      "optimizer_options": public_options(cfg.optimizer_options), "seed": cfg.seed,
                       "task": cfg.task},
            "in_domain": in_domain, "results": results}
     path = Path(run_dir) / RESULTS_FOLDER / f"{pair}.json"
@@ -195,21 +186,19 @@ def source_config(train_task: str, *, preset: str = "smoke", overrides: dict | N
                   max_new_tokens: dict | None = None, seed: int = 0, data_source: str = "local",
                   generator: str = "embedded", generator_options: dict | None = None,
                   optimizer: str | None = None, optimizer_options: dict | None = None):
-    """The SEOConfig that learns an experience on ``train_task``; the generation
-    length is capped per task family (``{"qa": 24, "translation": 64}``), since the
-    families' defaults (up to 256 tokens) are slow on a CPU."""
-    from .config import SEOConfig
+    """The SEOConfig that learns an experience on ``train_task`` (through the same
+    knob layer as run_seo.ipynb and the CLI); the generation length is capped per
+    task family (``{"qa": 24, "translation": 64}``), since the families' defaults
+    (up to 256 tokens) are slow on a CPU."""
+    from .params import make_setup
 
     family = get_task(train_task).family
     cap = (max_new_tokens or {}).get("qa" if family == "qa" or "qa" in family else family)
-    opts = {"max_new_tokens": int(cap)} if cap else {}
-    return SEOConfig.preset(preset, task=train_task, task_options=opts, seed=seed,
-                            data_source=data_source, generator=generator,
-                            generator_options=dict(generator_options or {}),
-                            optimizer=optimizer or generator,
-                            optimizer_options=dict(optimizer_options if optimizer_options is not None
-                                                   else (generator_options or {})),
-                            **(overrides or {}))
+    values = dict(task=train_task, task_options={"max_new_tokens": int(cap)} if cap else None,
+                  seed=seed, data_source=data_source, generator=generator,
+                  generator_options=generator_options, optimizer=optimizer,
+                  optimizer_options=optimizer_options)
+    return make_setup(values, preset=preset, overrides=overrides).config
 
 
 def run_name(task_name: str) -> str:

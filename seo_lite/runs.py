@@ -39,7 +39,8 @@ from typing import Any
 
 from .config import ConfigError, SEOConfig
 from .experience import Experience
-from .llm.cache import atomic_write_text
+from .files import atomic_write_text
+from .seo import SEORun, StepRecord
 
 
 class RunError(RuntimeError):
@@ -90,11 +91,9 @@ class RunDir:
         atomic_write_text(self.path / "experience" / f"step_{step:03d}.md", exp.to_markdown(title))
 
     # -- open / resume -------------------------------------------------------------
-    def open(self, config: SEOConfig, splits) -> list:
+    def open(self, config: SEOConfig, splits) -> list[StepRecord]:
         """Create the run, or check it matches ``config`` and return its finished
         steps (as StepRecords) so training continues after them."""
-        from .seo import StepRecord
-
         if self.path.exists() and not self.path.is_dir():
             raise RunError(f"{self.path} exists and is not a folder")
         for parent in self.path.parents:
@@ -245,11 +244,9 @@ def _parse_log(data: bytes, log: Path) -> tuple[list[dict], int, str | None]:
     return out, good_bytes, None
 
 
-def load_run(path: str | os.PathLike):
+def load_run(path: str | os.PathLike) -> tuple[SEORun, dict | None]:
     """Read a run directory back as an :class:`~seo_lite.seo.SEORun` (and its
     ``final.json`` results, or None).  Figures and reports start here."""
-    from .seo import SEORun, StepRecord
-
     rd = RunDir(path)
     if not (rd.path / "config.json").is_file():
         raise RunError(f"{rd.path} is not a run directory (no config.json)")

@@ -26,13 +26,18 @@ Optimizer replies are untrusted text: a reply with no rules is kept as a
 ``max_rules`` are cut and the cut is recorded.  Identical candidates are
 scored once.  Every random choice of step t comes from ``Random(seed, t)``,
 so a resumed run draws what an unbroken one would.
+
+This module is the algorithm only: it reads no file and loads no model.
+Building the task, data and models a config names is
+:func:`seo_lite.build.prepare`; running the steps into a run directory (and
+resuming one) is :func:`seo_lite.training.train`.
 """
 from __future__ import annotations
 
 import random
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Sequence
+from typing import Iterator, Sequence
 
 from .config import SEOConfig
 from .experience import Experience
@@ -322,6 +327,19 @@ def _mean(xs: Sequence[float]) -> float:
 
 
 # -- the loop ------------------------------------------------------------------------------
+def seo_steps(task: Task, generator: LLM, optimizer: LLM, train: Sequence[Example],
+              config: SEOConfig, experience: Experience, *, start: int = 0,
+              progress: bool = False) -> Iterator[StepRecord]:
+    """Steps ``start`` .. T-1 from ``experience`` (E_start), each yielded as it
+    finishes, so the caller can log it (:func:`seo_lite.training.train` appends
+    it to a run directory) before the next one begins."""
+    for t in range(start, config.steps):
+        record = seo_step(task, generator, optimizer, train, experience, config, t,
+                          progress=progress)
+        yield record
+        experience = record.experience_after
+
+
 @dataclass
 class SEORun:
     """A finished (or resumed) run: its config and one record per step."""
@@ -363,70 +381,6 @@ class SEORun:
             lines.append(f"  step {s.step + 1}: {mark:<9} {d.reason}")
         lines.append("final experience:\n" + (self.experience.render() or "  (no rules)"))
         return "\n".join(lines)
-
-
-def train(config: SEOConfig, *, task: Task | None = None, splits=None,
-          generator: LLM | None = None, optimizer: LLM | None = None,
-          run_dir=None, progress: bool = True,
-          on_step: Callable[[StepRecord], None] | None = None) -> SEORun:
-    """Run SEO for ``config.steps`` steps.  With ``run_dir`` every step is logged as
-    it finishes and a second call with the same directory resumes after the last
-    finished step."""
-    from .runs import RunDir
-
-    task, splits, generator, optimizer = prepare(config, task=task, splits=splits,
-                                                 generator=generator, optimizer=optimizer)
-    initial = Experience(config.initial_experience)
-    records: list[StepRecord] = []
-    store = None
-    if run_dir is not None:
-        store = RunDir(run_dir)
-        records = store.open(config, splits)
-    experience = records[-1].experience_after if records else initial
-    steps_bar = None
-    if progress and config.steps > len(records):
-        from tqdm.auto import tqdm
-
-        steps_bar = tqdm(total=config.steps, initial=len(records), desc="SEO steps")
-    for t in range(len(records), config.steps):
-        rec = seo_step(task, generator, optimizer, splits.train, experience, config, t,
-                       progress=progress)
-        if store is not None:
-            store.append(rec)
-        records.append(rec)
-        experience = rec.experience_after
-        if on_step:
-            on_step(rec)
-        if steps_bar:
-            steps_bar.update(1)
-            steps_bar.set_postfix(accepted=sum(r.decision.accepted for r in records))
-    if steps_bar:
-        steps_bar.close()
-    return SEORun(config, records, initial, str(store.path) if store else None)
-
-
-def prepare(config: SEOConfig, *, task=None, splits=None, generator=None, optimizer=None):
-    """Build what ``config`` names and was not given: task, data splits, models.
-    Data and task errors surface here, before any model is loaded."""
-    from .data import load_splits
-    from .llm import make_llm
-    from .tasks import get_task
-
-    if task is None:
-        opts = dict(config.task_options)
-        if config.answer_mode is not None:
-            opts["answer_mode"] = config.answer_mode
-        task = get_task(config.task, **opts)
-    if splits is None:
-        splits = load_splits(task, train=config.train_size, dev=config.dev_size,
-                             test=config.test_size, seed=config.seed, source=config.data_source)
-    if generator is None:
-        generator = make_llm(config.generator, **config.generator_options)
-    if optimizer is None:
-        same = (config.optimizer == config.generator
-                and config.optimizer_options == config.generator_options)
-        optimizer = generator if same else make_llm(config.optimizer, **config.optimizer_options)
-    return task, splits, generator, optimizer
 
 
 # -- evaluation ------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from seo_lite.config import ConfigError
 from seo_lite.data import DataError, load_splits
 from seo_lite.llm import CacheError, CallCache, LLMError, LoglikelihoodRequest, make_llm
 from seo_lite.runs import RunDir, RunError, load_run
-from seo_lite.seo import prepare
+from seo_lite.build import prepare
 from seo_lite.tasks import get_task
 from seo_lite.tasks.base import TaskError
 from tests.support.scripted import ScriptedLLM

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from seo_lite import ablation, figures, plots
+from seo_lite import ablation, figures, grid_runner, noise_study, plots
+from seo_lite.params import setup_from_parameters
+from seo_lite.files import save_json
+from seo_lite.runs import safe_run_path
 from seo_lite.experiment import run_experiment
 from seo_lite.generalization import evaluate_generalization, load_results, transfer_matrix
 from seo_lite.prompts import EXPERIENCE_HEADER, OPTIMIZER_SYSTEM
@@ -63,7 +66,7 @@ TINY = {"TASK": "trec", "ANSWER_MODE": "score", "PRESET": "smoke", "STEPS": 2, "
 
 def scripted_run(out, **params):
     """A real run directory (run_experiment) made with the scripted model."""
-    setup = ablation.setup_from_parameters(**{**TINY, **params, "OUT_DIR": str(out)})
+    setup = setup_from_parameters(**{**TINY, **params, "OUT_DIR": str(out)})
     llm = scripted_llm()
     return run_experiment(setup.config, setup.out_dir, generator=llm, optimizer=llm,
                           progress=False)
@@ -84,7 +87,7 @@ def grid(tmp_path_factory):
     cells = ablation.ablation_grid(TINY, seeds=(0, 1), validation=("fixed", "none"),
                                    comparison_off=True, val_sizes=(4, 16), weak_optimizer=None)
     calls: list = []
-    status = ablation.run_grid(cells, root / "tiny", execute=in_process(calls), log=None)
+    status = grid_runner.run_grid(cells, root / "tiny", execute=in_process(calls), log=None)
     assert [s.status for s in status] == ["ran"] * len(cells)
     return root, root / "tiny", cells
 
@@ -249,11 +252,11 @@ def test_ood_and_noise_figures(tmp_path):
 
     task = get_task("trec", answer_mode="score")
     train = load_splits(task, train=30, dev=0, test=0, seed=0).train
-    noise = ablation.validation_noise(task, llm, train, {"none": Experience(), "who": Experience([GOOD_RULE])},
+    noise = noise_study.validation_noise(task, llm, train, {"none": Experience(), "who": Experience([GOOD_RULE])},
                                       sizes=[2, 4, 8], draws=6, exclude=train[:2])
-    rows = ablation.noise_summary(noise)
+    rows = noise_study.noise_summary(noise)
     assert [r["size"] for r in rows] == [2, 4, 8] and all(0 <= r["better wins"] <= 1 for r in rows)
-    path = ablation.save_json(noise, tmp_path / "study" / "validation_noise_trec.json")
+    path = save_json(noise, tmp_path / "study" / "validation_noise_trec.json")
     png = figures.noise_figure(path, tmp_path / "figs")
     assert png.name == "validation-noise-trec.png" and _is_png(png)
     names = sorted(q.name for q in figures.build_all(tmp_path, tmp_path / "all", log=None))
@@ -266,7 +269,7 @@ def test_grid_names_are_safe_and_secrets_are_refused(tmp_path):
     assert len(cells) == 14 and len({c.name for c in cells}) == 14
     assert [c.seed for c in cells] == sorted(c.seed for c in cells)
     for c in cells:
-        assert ablation.safe_run_path(tmp_path, c.name).parent == tmp_path.resolve()
+        assert safe_run_path(tmp_path, c.name).parent == tmp_path.resolve()
     weak = [c for c in cells if c.factor == "optimizer"]
     assert weak and all(c.params["OPTIMIZER_OPTIONS"] == {"load_in_4bit": True} for c in weak)
     with pytest.raises(ValueError, match="secret"):
@@ -276,17 +279,19 @@ def test_grid_names_are_safe_and_secrets_are_refused(tmp_path):
 
 
 def test_setup_keeps_secret_options_out_of_the_config():
-    setup = ablation.setup_from_parameters(GENERATOR="openai:m", OPTIMIZER=None,
-                                           GENERATOR_OPTIONS={"base_url": "http://x/v1", "api_key": "sk-abc123"},
-                                           TASK="trec", PRESET="smoke")
-    assert setup.config.generator_options == {"base_url": "http://x/v1"}
-    assert setup.config.optimizer == "openai:m" and setup.config.optimizer_options == {"base_url": "http://x/v1"}
+    setup = setup_from_parameters(GENERATOR="openai:m", OPTIMIZER=None,
+                                  GENERATOR_OPTIONS={"base_url": "http://x/v1", "api_key": "sk-abc123"},
+                                  TASK="trec", PRESET="smoke")
+    saved = setup.config.to_dict()                                  # what config.json holds
+    assert saved["generator_options"] == {"base_url": "http://x/v1"} == saved["optimizer_options"]
+    assert setup.config.optimizer == "openai:m"
     assert setup.generator_secrets == {"api_key": "sk-abc123"} == setup.optimizer_secrets
+    assert "sk-abc123" not in repr(setup.config) and "sk-abc123" not in setup.config.to_json()
     assert "sk-abc123" not in setup.describe() and "sk-abc123" not in repr(setup)
     assert setup.config.answer_mode is None, "auto: no label scoring through an API"
-    local = ablation.setup_from_parameters(TASK="trec", PRESET="smoke")
+    local = setup_from_parameters(TASK="trec", PRESET="smoke")
     assert local.config.answer_mode == "score"
-    assert ablation.setup_from_parameters(GENERATOR_OPTIONS='{"batch_size": 4}').config.generator_options == {"batch_size": 4}
+    assert setup_from_parameters(GENERATOR_OPTIONS='{"batch_size": 4}').config.generator_options == {"batch_size": 4}
 
 
 def test_interrupted_grid_resumes_without_redoing_finished_cells(tmp_path):
@@ -301,7 +306,7 @@ def test_interrupted_grid_resumes_without_redoing_finished_cells(tmp_path):
         if "validation-none" in params["OUT_DIR"]:
             from seo_lite import train
 
-            setup = ablation.setup_from_parameters(**params)
+            setup = setup_from_parameters(**params)
             llm = scripted_llm()
 
             def stop(rec):
@@ -312,20 +317,20 @@ def test_interrupted_grid_resumes_without_redoing_finished_cells(tmp_path):
 
     grid_dir = tmp_path / "g"
     with pytest.raises(KeyboardInterrupt):
-        ablation.run_grid(cells, grid_dir, execute=interrupt_second, log=None)
+        grid_runner.run_grid(cells, grid_dir, execute=interrupt_second, log=None)
     half = grid_dir / "validation-none_seed0"
-    assert (half / "steps.jsonl").is_file() and not ablation.is_finished(half)
+    assert (half / "steps.jsonl").is_file() and not grid_runner.is_finished(half)
     first_line = (half / "steps.jsonl").read_text().splitlines()[0]
 
-    status = ablation.run_grid(cells, grid_dir, execute=run_cell, log=None)
+    status = grid_runner.run_grid(cells, grid_dir, execute=run_cell, log=None)
     assert [s.status for s in status] == ["done", "ran", "ran"]
-    ex = ablation.executions(grid_dir)
+    ex = grid_runner.executions(grid_dir)
     assert [(e["cell"], e["status"], e["resumed"]) for e in ex] == [
         ("baseline_seed0", "ran", False), ("validation-none_seed0", "interrupted", False),
         ("validation-none_seed0", "ran", True), ("comparison_trials-off_seed0", "ran", False)]
     assert (half / "steps.jsonl").read_text().splitlines()[0] == first_line     # step 1 not redone
-    again = ablation.run_grid(cells, grid_dir, execute=run_cell, log=None)
-    assert [s.status for s in again] == ["done"] * 3 and len(ablation.executions(grid_dir)) == 4
+    again = grid_runner.run_grid(cells, grid_dir, execute=run_cell, log=None)
+    assert [s.status for s in again] == ["done"] * 3 and len(grid_runner.executions(grid_dir)) == 4
 
 
 def test_a_failing_cell_is_recorded_and_the_grid_goes_on(tmp_path):
@@ -338,10 +343,10 @@ def test_a_failing_cell_is_recorded_and_the_grid_goes_on(tmp_path):
             raise RuntimeError("model server down")
         ok(notebook, output, params, kernel_name, cwd)
 
-    status = ablation.run_grid(cells, tmp_path / "g", execute=flaky, log=None)
+    status = grid_runner.run_grid(cells, tmp_path / "g", execute=flaky, log=None)
     assert [s.status for s in status] == ["ran", "failed"] and "model server down" in status[1].error
     with pytest.raises(RuntimeError, match="comparison_trials-off_seed0"):
-        ablation.run_grid(cells, tmp_path / "g", execute=flaky, log=None, stop_on_error=True)
+        grid_runner.run_grid(cells, tmp_path / "g", execute=flaky, log=None, stop_on_error=True)
 
 
 @pytest.mark.slow
@@ -360,18 +365,18 @@ def test_tiny_grid_through_papermill_builds_figures_and_resumes(tmp_path, monkey
     cells = ablation.ablation_grid(base, seeds=(0,), validation=("none",), comparison_off=False,
                                    weak_optimizer=None)
     grid_dir = tmp_path / "runs" / "papermill-grid"
-    status = ablation.run_grid(cells, grid_dir, log=None)
+    status = grid_runner.run_grid(cells, grid_dir, log=None)
     assert [s.status for s in status] == ["ran", "ran"], [s.error for s in status]
     for c in cells:
         nb = json.loads((grid_dir / f"{c.name}.ipynb").read_text())
         injected = [cell for cell in nb["cells"] if "injected-parameters" in cell["metadata"].get("tags", [])]
         assert injected and str(grid_dir / c.name) in "".join(injected[0]["source"])
-        assert ablation.is_finished(grid_dir / c.name)
+        assert grid_runner.is_finished(grid_dir / c.name)
     mtimes = {p: p.stat().st_mtime_ns for p in grid_dir.glob("*.ipynb")}
     paths = figures.build_all(tmp_path / "runs", tmp_path / "figures", log=None)
     assert {p.name for p in paths} >= {"papermill-grid-ablations.png", "papermill-grid-learning-curves.png"}
     assert all(_is_png(p) for p in paths)
-    again = ablation.run_grid(cells, grid_dir, log=None)
+    again = grid_runner.run_grid(cells, grid_dir, log=None)
     assert [s.status for s in again] == ["done", "done"]
-    assert len(ablation.executions(grid_dir)) == 2                       # nothing executed twice
+    assert len(grid_runner.executions(grid_dir)) == 2                       # nothing executed twice
     assert {p: p.stat().st_mtime_ns for p in grid_dir.glob("*.ipynb")} == mtimes

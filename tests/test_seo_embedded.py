@@ -13,7 +13,7 @@ from seo_lite import SEOConfig
 from seo_lite.experiment import run_experiment
 from seo_lite.llm import make_llm
 from seo_lite.runs import load_run
-from seo_lite.seo import train
+from seo_lite.training import train
 
 pytestmark = pytest.mark.slow
 

@@ -20,11 +20,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import uuid
 import warnings
 from pathlib import Path
 from typing import Any
+
+from ..files import atomic_write_text  # noqa: F401  (re-exported: it lived here before)
 
 CACHE_VERSION = 1
 ENV_CACHE = "SEO_LITE_CACHE"
@@ -52,28 +53,6 @@ def default_cache() -> "CallCache | None":
 
 def _canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-
-
-def atomic_write_text(path: Path, text: str, *, fsync: bool = False) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the new
-    one, never half of one (temporary file in the same folder + rename)."""
-    path = Path(path)
-    # the writer's pid is in the name, so a later writer can tell a file that a
-    # killed process left (removable) from one still being written
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            if fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _remove_orphans(path: Path) -> None:

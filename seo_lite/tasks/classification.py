@@ -39,7 +39,6 @@ class Classification(Task):
 
     family = "classification"
     metric_names = ("accuracy", "macro_f1")
-    primary_metric = "accuracy"
     gen_params = GenParams(max_new_tokens=12)
     labels: tuple[str, ...] = ()
     synonyms: dict[str, tuple[str, ...]] = {}

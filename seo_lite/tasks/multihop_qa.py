@@ -110,7 +110,6 @@ class MultiHopQA(Task):
 
     family = "multihop_qa"
     metric_names = ("em", "f1")
-    primary_metric = "f1"
     gen_params = GenParams(max_new_tokens=32)
     with_context: bool = False
     data_file: str = ""

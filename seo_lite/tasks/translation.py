@@ -180,7 +180,6 @@ class Translation(Task):
 
     family = "translation"
     metric_names = ("bleu", "chrf")
-    primary_metric = "chrf"
     required_fields: tuple[str, ...] = ()
     hub: dict[str, Any] = {}
 
