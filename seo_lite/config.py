@@ -63,6 +63,8 @@ class SEOConfig:
     answer_mode: str | None = knob(None, "generate (free text, as the paper) | score (rank the "
                                    "labels by log-likelihood) | auto (score for a local model "
                                    "on a labelled task)")
+    calibration: str = knob("none", "label scoring only: none | contextual | batch "
+                            "(divide out the model's label prior)")
     task_options: dict = knob({}, "extra task options, e.g. max_new_tokens")
     generator: str = knob("embedded", "model spec: embedded | hf:<id, folder or .gguf> | "
                           "openai:<model>", "M_gen")
@@ -119,6 +121,12 @@ class SEOConfig:
         need(self.val_size >= 1, f"val_size (|D_t|) must be >= 1, got {self.val_size}")
         need(self.validation in VALIDATION_MODES,
              f"validation must be one of {VALIDATION_MODES}, got {self.validation!r}")
+        from .tasks.calibration import CALIBRATIONS
+
+        need(self.calibration in CALIBRATIONS,
+             f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
+        need(self.calibration == "none" or self.answer_mode != "generate",
+             f"calibration={self.calibration!r} applies to label scoring (answer_mode='score')")
         need(self.data_source in ("local", "hub"),
              f"data_source must be 'local' or 'hub', got {self.data_source!r}")
         need(self.train_size >= 1 and self.dev_size >= 0 and self.test_size >= 0,
