@@ -111,6 +111,17 @@ def task_slug(task: str) -> str:
     return task.replace(":", "_")
 
 
+def _answer_mode(answer_mode: str | None, task: str, generator: str) -> str | None:
+    """``"auto"``: label ranking for a task with a label set on a local model (it
+    needs log-likelihoods), else the task's own default (None)."""
+    if answer_mode != "auto":
+        return answer_mode
+    from .tasks import get_task
+
+    local = generator == "embedded" or str(generator).startswith("hf:")
+    return "score" if local and get_task(task).labels else None
+
+
 def arm_configs(task: str, seed: int, *, preset: str = "classroom", overrides: dict | None = None,
                 generator: str = "embedded", optimizer: str | None = None,
                 answer_mode: str | None = "auto") -> dict[str, SEOConfig]:
@@ -158,7 +169,7 @@ def run_comparison(tasks: Sequence[str], seeds: Sequence[int], out: str | os.Pat
     gen = rulebank = llm_opt = None
     done = []
     for run_dir, cfg in plans:
-        if is_finished(run_dir):
+        if (run_dir / "final.json").is_file():
             log(f"done     {run_dir}")
             done.append(run_dir)
             continue
