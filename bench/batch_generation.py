@@ -3,6 +3,8 @@
 Same prompts, same greedy outputs; the ratio is tokens per second batched over
 tokens per second one at a time.  Prompts are real generator prompts (TREC in
 generate mode and HotpotQA closed-book), so lengths vary as they do in a run.
+Batched, every prompt of a task shares its instruction, which runs once per
+batch (prefix sharing); one at a time, every prompt runs in full.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from _common import Result, Timer, report
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--prompts", type=int, default=32)
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-new-tokens", type=int, default=40)
     ap.add_argument("--json")
     args = ap.parse_args(argv)
@@ -40,10 +42,12 @@ def main(argv=None) -> int:
     tok_s = sum(c.completion_tokens for c in out_s)
     same = [a.text for a in out_b] == [b.text for b in out_s]
     ratio = (tok_b / batched.seconds) / (tok_s / single.seconds)
-    r = Result("batched vs one-at-a-time generation, tokens/s", ratio if same else 0.0, ">= 3.0",
+    r = Result("batched vs one-at-a-time generation, tokens/s", ratio if same else 0.0, ">= 5.0",
                details={"batch size": args.batch_size, "prompts": len(reqs),
                         "batched": f"{tok_b} tokens in {batched.seconds:.1f} s = {tok_b / batched.seconds:.1f} tok/s",
                         "one at a time": f"{tok_s} tokens in {single.seconds:.1f} s = {tok_s / single.seconds:.1f} tok/s",
+                        "prompt tokens computed / requested, batched":
+                            f"{sum(c.prompt_tokens_computed for c in out_b) / sum(c.prompt_tokens for c in out_b):.2f}",
                         "identical outputs": same})
     return report([r], args.json)
 

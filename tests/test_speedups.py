@@ -1,7 +1,11 @@
 """Every speed-up keeps results identical (the benchmarks in bench/ measure the speed).
 
-* batched generation = one prompt at a time (greedy and seeded sampling);
-* prefix-shared batched label scoring = one full forward per label;
+* batched generation = one prompt at a time (greedy and seeded sampling),
+  also when a batch shares an experience prefix computed once;
+* prefix-shared batched label log-likelihoods = one full forward per label,
+  and the shared prefix is counted as computed once;
+* stopping the optimizer when its list is over = the same parsed experience
+  as generating to the end;
 * reusing calls across a run (cache, de-duplication) = no reuse at all: the
   same decisions, step by step, with the real embedded model.
 """
@@ -13,6 +17,7 @@ import torch
 from seo_lite import Experience, SEOConfig
 from seo_lite.data import load_examples
 from seo_lite.llm import GenParams, Request, make_llm
+from seo_lite.llm.stopping import cut_at_list_end, list_end
 from seo_lite.training import train
 from seo_lite.tasks import get_task
 
@@ -46,6 +51,89 @@ def test_prefix_shared_scoring_equals_full_forward_per_label(embedded):
     for f, s in zip(fast, slow):
         assert f.best == s.best and f.token_counts == s.token_counts
         assert max(abs(a - b) for a, b in zip(f.logprobs, s.logprobs)) < 1e-4
+
+
+def test_prefix_shared_generation_equals_one_at_a_time(embedded):
+    """Two experiences over three examples each: every batch shares an
+    instruction + experience prefix that runs once; the texts are those of
+    one prompt at a time, and fewer prompt tokens are computed than requested."""
+    task = get_task("trec")
+    examples = load_examples(task)[:3]
+    reqs = [Request(task.messages(ex, exp), GenParams(max_new_tokens=12))
+            for exp in (Experience(("Questions starting with 'Who' ask for a human.",)),
+                        Experience(("Numbers answer 'how many' questions.",
+                                    "Places answer 'where' questions.")))
+            for ex in examples]
+    old = embedded.batch_size
+    try:
+        embedded.batch_size = 3
+        batched = embedded.generate(reqs)
+        embedded.batch_size = 1
+        single = embedded.generate(reqs)
+    finally:
+        embedded.batch_size = old
+    assert [c.text for c in batched] == [c.text for c in single]
+    requested = sum(c.prompt_tokens for c in batched)
+    computed = sum(c.prompt_tokens_computed for c in batched)
+    assert computed < 0.6 * requested, (computed, requested)
+    assert sum(c.prompt_tokens_computed for c in single) == requested
+
+
+def test_shared_loglikelihood_counts_each_prefix_once(embedded):
+    task = get_task("trec", answer_mode="score")
+    examples = load_examples(task)[:5]
+    exps = [Experience(("Questions starting with 'Who' ask for a human.",)),
+            Experience(("Numbers answer 'how many' questions.", "Places answer 'where' questions."))]
+    reqs = [r for e in exps for r in task.requests(examples, e)]
+    out = embedded.loglikelihood(reqs)
+    requested = sum(x.prompt_tokens for x in out)
+    computed = sum(x.prompt_tokens_computed for x in out)
+    assert computed < 0.5 * requested, (computed, requested)
+    with torch.inference_mode():
+        slow = [embedded.loglikelihood_unshared(r) for r in reqs]
+    assert [f.best for f in out] == [s.best for s in slow]
+    assert max(abs(a - b) for f, s in zip(out, slow) for a, b in zip(f.logprobs, s.logprobs)) < 1e-4
+
+
+LISTS = [
+    ("1. Be brief.\n2. Name the type.\n3. Check the verb.\n\nThese rules help.", 5),
+    ("1. Be brief.\n2. Name the type.\n3. Check the verb.\n4. Look at wh-words.", 2),
+    ("1. Be brief.\n\n2. Name the type.\n   It is one word.\n3. Check the verb.", 3),
+    ("1. Be brief.\n1. Be brief.\n2. Name the type.\n3. Check the verb.", 2),
+    ("1. Be brief.\n2. 42\n3. Name the type.\n4. Check the verb.", 2),
+    ("Here are rules:\n- **Short**: be brief.\n- Name the type.\nDone.", 4),
+]
+
+
+@pytest.mark.parametrize("text,max_rules", LISTS)
+def test_cutting_at_the_end_of_the_list_keeps_the_parsed_experience(text, max_rules):
+    cut, was_cut = cut_at_list_end(text, max_rules)
+    assert Experience.parse(cut, max_rules).experience == Experience.parse(text, max_rules).experience
+    # as text arrives (then ends), the list is seen to be over where the cut is made
+    ends = [list_end(text[:i], max_rules) for i in range(len(text) + 1)] + [list_end(text + "\n", max_rules)]
+    first = next((e for e in ends if e is not None), None)
+    assert (first is not None) == was_cut and (first is None or text[:first].rstrip() == cut)
+
+
+def test_optimizer_stops_at_the_end_of_its_list_with_the_same_rules(embedded):
+    """Real model, sampled like the optimizer: with stop_list_after the reply is
+    at most as long, and wherever the full reply's list was over before its
+    token budget, the parsed rules are the same."""
+    prompt = ("Write at most 3 short rules for classifying questions by answer type "
+              "(person, place, number). Reply with a numbered list of rules only.")
+    make = lambda stop, i: Request(prompt, GenParams(temperature=0.8, top_p=0.95, max_new_tokens=90,
+                                                     seed=3, stop_list_after=stop),
+                                   sample_index=i, prefix="1.")
+    new = embedded.generate([make(3, i) for i in range(4)])
+    old = embedded.generate([make(0, i) for i in range(4)])
+    compared = 0
+    for n, o in zip(new, old):
+        assert n.completion_tokens <= o.completion_tokens
+        assert o.text.startswith(n.text)
+        if cut_at_list_end(o.text, 3)[1] or o.finish_reason == "stop":
+            compared += 1
+            assert Experience.parse(n.text, 3).experience == Experience.parse(o.text, 3).experience
+    assert compared >= 1
 
 
 @pytest.mark.slow

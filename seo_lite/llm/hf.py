@@ -5,8 +5,21 @@ generator on one GPU; ``HFLLM("path/to/model.gguf")`` and the embedded model
 run the same code on a CPU.
 
 Generation is batched: prompts are rendered with the model's chat template,
-sorted by length, cut into batches of ``batch_size`` and left-padded, so
-one ``model.generate`` call answers a whole batch.  Sampling (temperature > 0)
+sorted by their tokens (so prompts that share a prefix sit together), cut
+into batches of ``batch_size``, and one ``model.generate`` call answers a
+whole batch.
+
+Prefix sharing.  SEO sends many prompts that start alike: one candidate
+experience over all of D_t (system prompt + instruction + the rules, then a
+different example), k samples of one optimizer prompt.  The tokens p common
+to a batch run once, batch size one; their key/value cache is repeated for
+every row, and each row continues with ``padding + its own suffix``
+(masked, positions taken from the mask), so each row computes what it would
+alone.  A prompt of length L_i then costs (L_i - p) + p / B instead of L_i;
+``Completion.prompt_tokens_computed`` records it.
+
+Stopping.  ``GenParams.stop_list_after`` ends a row once its numbered list is
+over (``stopping.py``); the other rows of the batch go on.  Sampling (temperature > 0)
 is done per row by :class:`_RowSampler` with a generator seeded from the
 request itself (``Request.sampling_seed``), so a request samples the same
 text whatever batch it lands in: a resumed run reproduces an unbroken one.
@@ -16,7 +29,9 @@ text whatever batch it lands in: a resumed run reproduces an unbroken one.
     log p(y_j | x) = sum_t log p(y_j,t | x, y_j,<t)
 
 with the prompt's forward pass done once: its key/value cache is repeated L
-times and only the continuation tokens are run for each label.
+times and only the continuation tokens are run for each label.  Prompts are
+grouped by shared prefix (one experience over D_t) and the prefix runs once
+per group, as in generation.
 
 GGUF files cannot be quantized by transformers (it refuses
 ``quantization_config`` with ``gguf_file=``) and de-quantizing them takes tens
@@ -28,18 +43,19 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import inspect
 import json
 import os
 import shutil
 import threading
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .base import LLM, Completion, LLMError, Loglikelihoods, LoglikelihoodRequest, Request
 from .progress import progress_bar
+from .stopping import cut_at_list_end, list_end
 from .cache import cache_root
 
 _POOL: dict[tuple, "_Loaded"] = {}        # one copy of each model per process
@@ -335,6 +351,8 @@ class HFLLM(LLM):
         if _identity_override:
             self._identity.update(_identity_override)
         self._loaded: _Loaded | None = None
+        self._gen_config = None
+        self._prefix_memo: tuple[list[int], Any] | None = None
 
     def load(self) -> "HFLLM":
         """Load the weights now (otherwise they load on the first cache miss, so
@@ -384,21 +402,23 @@ class HFLLM(LLM):
     # -- generation -----------------------------------------------------------------
     def _generate(self, requests: list[Request]):
         """Yield ``(index, Completion)`` batch by batch (each batch is cached as
-        soon as it is done)."""
+        soon as it is done).
+
+        Requests with the same decoding length and stop rules share a batch.
+        Within such a group prompts are sorted by their tokens, so prompts that
+        share a prefix (one experience over all of D_t; k samples of one
+        optimizer prompt) sit together and the batch's common prefix is
+        computed once (see :meth:`_generate_batch`)."""
         import torch
 
         bar = progress_bar(requests)
         encoded = [self._encode(self.render(r.messages) + r.prefix) for r in requests]
-        # same decoding length and stop strings share a batch; longest first
-        order = sorted(range(len(requests)),
-                       key=lambda i: (requests[i].params.max_new_tokens, requests[i].params.stop,
-                                      -len(encoded[i])))
+        shape = lambda i: (requests[i].params.max_new_tokens, requests[i].params.stop,
+                           requests[i].params.stop_list_after)
+        order = sorted(range(len(requests)), key=lambda i: (shape(i), encoded[i]))
         batches: list[list[int]] = []
         for i in order:
-            p = requests[i].params
-            if (batches and len(batches[-1]) < self.batch_size
-                    and requests[batches[-1][0]].params.max_new_tokens == p.max_new_tokens
-                    and requests[batches[-1][0]].params.stop == p.stop):
+            if batches and len(batches[-1]) < self.batch_size and shape(batches[-1][0]) == shape(i):
                 batches[-1].append(i)
             else:
                 batches.append([i])
@@ -414,33 +434,64 @@ class HFLLM(LLM):
                 bar.close()
 
     def _generate_batch(self, reqs: list[Request], ids: list[list[int]]) -> list[Completion]:
-        import torch
-        from transformers import LogitsProcessorList
+        """One ``model.generate`` for a batch.
 
-        tok, model = self.tokenizer, self.model
-        width = max(len(x) for x in ids)
+        Layout without a shared prefix: rows left-padded.  With one (at least
+        ``MIN_SHARED_PREFIX`` tokens common to every row): its key/value cache
+        is computed once (or reused from the previous batch), repeated for
+        every row, and each row is ``prefix + padding + own suffix``; the
+        padding is masked out, and positions come from the attention mask, so
+        every row sees exactly the positions it would see alone."""
+        import torch
+        from transformers import LogitsProcessorList, StoppingCriteriaList
+
+        tok, model, dev = self.tokenizer, self.model, self._device
         pad = tok.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], device=self._device)
-        attn = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self._device)
+        B = len(ids)
+        shared = _common_prefix_all(ids) if B > 1 else 0
+        kwargs: dict[str, Any] = {}
+        if shared >= self.MIN_SHARED_PREFIX:
+            suffix = [x[shared:] for x in ids]
+            S = max(len(x) for x in suffix)
+            rows = [ids[0][:shared] + [pad] * (S - len(x)) + x for x in suffix]
+            mask = [[1] * shared + [0] * (S - len(x)) + [1] * len(x) for x in suffix]
+            kv, fresh = self._prefix_cache(ids[0][:shared])
+            past = copy.deepcopy(kv)
+            past.batch_repeat_interleave(B)
+            kwargs[_cache_kw(model)] = past
+            computed = [len(x) for x in suffix]
+            computed[0] += fresh                      # the prefix ran once (or not at all)
+        else:
+            shared, S = 0, max(len(x) for x in ids)
+            rows = [[pad] * (S - len(x)) + x for x in ids]
+            mask = [[0] * (S - len(x)) + [1] * len(x) for x in ids]
+            computed = [len(x) for x in ids]
+        width = shared + S
         p = reqs[0].params
-        kwargs: dict[str, Any] = dict(
-            input_ids=input_ids, attention_mask=attn, max_new_tokens=p.max_new_tokens,
-            do_sample=False, temperature=None, top_p=None, top_k=None, pad_token_id=pad)
+        config = copy.deepcopy(self._generation_config())
+        config.update(max_new_tokens=p.max_new_tokens, pad_token_id=pad)
+        kwargs.update(input_ids=torch.tensor(rows, device=dev),
+                      attention_mask=torch.tensor(mask, device=dev))
         if not all(r.params.greedy for r in reqs):
             kwargs["logits_processor"] = LogitsProcessorList([_row_sampler_class()(reqs)])
         if p.stop:
-            kwargs.update(stop_strings=list(p.stop), tokenizer=tok)
+            config.update(stop_strings=list(p.stop))
+            kwargs["tokenizer"] = tok
+        list_stop = None
+        if p.stop_list_after:
+            list_stop = _list_stop_class()(tok, [r.prefix for r in reqs], width, p.stop_list_after)
+            kwargs["stopping_criteria"] = StoppingCriteriaList([list_stop])
         t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            out = model.generate(**kwargs)
-        latency = (time.perf_counter() - t0) / len(reqs)
+        out = model.generate(generation_config=config, **kwargs)
+        latency = (time.perf_counter() - t0) / B
         eos = model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
         results = []
-        for r, row, prompt in zip(reqs, out[:, width:].tolist(), ids):
+        for b, (r, row, prompt) in enumerate(zip(reqs, out[:, width:].tolist(), ids)):
             n, finish = len(row), "length"
-            for j, t in enumerate(row):
+            if list_stop is not None and list_stop.stopped_at[b] is not None:
+                n, finish = list_stop.stopped_at[b], "stop"
+            for j, t in enumerate(row[:n]):
                 if t in eos_ids:
                     n, finish = j + 1, "stop"
                     break
@@ -451,9 +502,36 @@ class HFLLM(LLM):
             for s in p.stop:
                 if s in text:
                     text, finish = text[: text.index(s)], "stop"
+            if p.stop_list_after:
+                text, cut = cut_at_list_end(text, p.stop_list_after)
+                finish = "stop" if cut else finish
             results.append(Completion(text=text.strip(), prompt_tokens=len(prompt),
-                                      completion_tokens=n, latency_s=latency, finish_reason=finish))
+                                      completion_tokens=n, latency_s=latency, finish_reason=finish,
+                                      prompt_tokens_computed=computed[b]))
         return results
+
+    def _generation_config(self):
+        """The model's generation config with the sampling fields cleared: we
+        decode greedily and sample per row ourselves (``_RowSampler``).  Every
+        generation parameter goes through this object (transformers warns when
+        a config and loose parameters are passed together, and when a
+        checkpoint's own ``temperature``/``top_p`` is ignored)."""
+        if self._gen_config is None:
+            cfg = copy.deepcopy(self.model.generation_config)
+            for name, value in (("do_sample", False), ("temperature", None), ("top_p", None),
+                                ("top_k", None), ("max_length", None)):
+                setattr(cfg, name, value)
+            self._gen_config = cfg
+        return self._gen_config
+
+    def _prefix_cache(self, prefix: list[int]):
+        """Key/value cache of ``prefix`` (batch of one) and how many tokens were
+        computed for it now; the last one is kept, so consecutive batches with
+        the same prefix compute it once."""
+        if self._prefix_memo is None or self._prefix_memo[0] != prefix:
+            self._prefix_memo = (list(prefix), _cache_of(self._forward(prefix)))
+            return self._prefix_memo[1], len(prefix)
+        return self._prefix_memo[1], 0
 
     # -- log-likelihoods of fixed continuations ----------------------------------------------------------------
     MIN_SHARED_PREFIX = 8       # tokens; shorter common prefixes are not worth a cache copy
@@ -461,10 +539,12 @@ class HFLLM(LLM):
     def _loglikelihood(self, requests: list[LoglikelihoodRequest]):
         """Yield ``(index, Loglikelihoods)`` batch by batch.
 
-        Prompts are sorted, so prompts that share a prefix (same instruction and
-        experience, different example) land in one batch.  The batch's common
-        prefix runs once; its key/value cache is repeated for every member, and
-        the members' own suffixes run together in one right-padded forward
+        Prompts are sorted by their tokens and cut into groups that share a long
+        prefix (same instruction and experience, different example: one
+        candidate's D_t); a group is split into batches of ``batch_size``.  The
+        group's common prefix runs once; its key/value cache is repeated for
+        every member of each batch, and the members' own suffixes run together
+        in one right-padded forward
         pass (explicit position ids keep each row's positions exact).  Labels of
         more than one token then run in one more batched pass.  Weights are read
         once per batch instead of once per example and label."""
@@ -473,25 +553,23 @@ class HFLLM(LLM):
         bar = progress_bar(requests)
         inputs = [self._loglikelihood_inputs(r) for r in requests]
         order = sorted(range(len(requests)), key=lambda i: inputs[i][0])
-        cached_prefix: tuple[list[int], Any] = ([], None)
         try:
-            for start in range(0, len(order), self.batch_size):
-                batch = order[start:start + self.batch_size]
-                prompts = [inputs[i][0] for i in batch]
-                shared = min(_common_prefix(prompts[0], prompts[-1]),
-                             min(len(p) for p in prompts) - 1)
-                with torch.inference_mode():
-                    if shared >= self.MIN_SHARED_PREFIX:
-                        prefix = prompts[0][:shared]
-                        if cached_prefix[0] != prefix:
-                            cached_prefix = (prefix, self._forward(prefix).past_key_values)
-                        answers = self._loglikelihood_batch([inputs[i] for i in batch], shared,
-                                                   cached_prefix[1])
-                    else:
-                        answers = self._loglikelihood_batch([inputs[i] for i in batch], 0, None)
-                yield from zip(batch, answers)
-                if bar:
-                    bar.update(len(batch))
+            for group in _prefix_groups([inputs[i][0] for i in order], self.MIN_SHARED_PREFIX):
+                members = [order[g] for g in group]
+                shared = _common_prefix_all([inputs[i][0] for i in members])
+                for start in range(0, len(members), self.batch_size):
+                    batch = members[start:start + self.batch_size]
+                    items = [inputs[i] for i in batch]
+                    with torch.inference_mode():
+                        if shared >= self.MIN_SHARED_PREFIX:
+                            kv, fresh = self._prefix_cache(items[0][0][:shared])
+                            answers = self._loglikelihood_batch(items, shared, kv)
+                            answers[0].prompt_tokens_computed += fresh
+                        else:
+                            answers = self._loglikelihood_batch(items, 0, None)
+                    yield from zip(batch, answers)
+                    if bar:
+                        bar.update(len(batch))
         finally:
             if bar:
                 bar.close()
@@ -507,8 +585,8 @@ class HFLLM(LLM):
         """Run ``ids`` (after ``past``), keeping only the last position's logits."""
         import torch
 
-        return self.model(input_ids=torch.tensor([ids], device=self._device), past_key_values=past,
-                          use_cache=True, logits_to_keep=1)
+        return self.model(input_ids=torch.tensor([ids], device=self._device), use_cache=True,
+                          logits_to_keep=1, **{_cache_kw(self.model): past})
 
     def _loglikelihood_batch(self, items: list[tuple[list[int], list[list[int]]]], p: int,
                      prefix_cache) -> list[Loglikelihoods]:
@@ -532,8 +610,8 @@ class HFLLM(LLM):
             attention_mask=torch.tensor([[1] * (p + len(x)) + [0] * (S - len(x)) for x in suffix],
                                         device=dev),
             position_ids=torch.tensor([list(range(p, p + S))] * B, device=dev),
-            past_key_values=past, use_cache=True,
-            logits_to_keep=torch.tensor(keep, device=dev))
+            use_cache=True, logits_to_keep=torch.tensor(keep, device=dev),
+            **{_cache_kw(self.model): past})
         logp_last = torch.log_softmax(out.logits.float(), dim=-1)
         totals = []
         for b, (_, conts) in enumerate(items):
@@ -541,7 +619,7 @@ class HFLLM(LLM):
             totals.append([float(row[c[0]]) for c in conts])
         multi = [(b, j) for b, (_, conts) in enumerate(items) for j, c in enumerate(conts) if len(c) > 1]
         if multi:
-            cache = out.past_key_values
+            cache = _cache_of(out)
             cache.batch_select_indices(torch.tensor([b for b, _ in multi], device=dev))
             W = max(len(items[b][1][j]) for b, j in multi) - 1
             body, mask, pos = [], [], []
@@ -553,7 +631,7 @@ class HFLLM(LLM):
             logits = self.model(input_ids=torch.tensor(body, device=dev),
                                 attention_mask=torch.tensor(mask, device=dev),
                                 position_ids=torch.tensor(pos, device=dev),
-                                past_key_values=cache, use_cache=True).logits.float()
+                                use_cache=True, **{_cache_kw(self.model): cache}).logits.float()
             logp = torch.log_softmax(logits, dim=-1)
             for r, (b, j) in enumerate(multi):
                 c = items[b][1][j]
@@ -561,7 +639,8 @@ class HFLLM(LLM):
                     totals[b][j] += float(logp[r, t - 1, c[t]])
         latency = (time.perf_counter() - t0) / B
         return [Loglikelihoods(logprobs=totals[b], token_counts=[len(c) for c in items[b][1]],
-                       prompt_tokens=len(items[b][0]), latency_s=latency) for b in range(B)]
+                       prompt_tokens=len(items[b][0]), latency_s=latency,
+                       prompt_tokens_computed=len(suffix[b])) for b in range(B)]
 
     def loglikelihood_unshared(self, r: LoglikelihoodRequest) -> Loglikelihoods:
         """Reference implementation: one full forward per label (for tests and
@@ -588,3 +667,74 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
             break
         n += 1
     return n
+
+
+def _common_prefix_all(seqs: list[list[int]]) -> int:
+    """Tokens every sequence starts with, leaving each at least one of its own."""
+    n = min(len(x) for x in seqs) - 1
+    first = seqs[0]
+    for x in seqs[1:]:
+        n = min(n, _common_prefix(first, x))
+    return max(n, 0)
+
+
+def _prefix_groups(sorted_prompts: list[list[int]], min_drop: int) -> list[list[int]]:
+    """Cut prompts sorted by their tokens into runs that share a prefix (one
+    experience over D_t).  In sorted order a run's common prefix is the
+    smallest common prefix of neighbours; a new run starts where that would
+    shrink by ``min_drop`` tokens or more, or where the next pair shares
+    ``min_drop`` more tokens than this one (a tighter run begins)."""
+    n = len(sorted_prompts)
+    lcp = [0] + [_common_prefix(sorted_prompts[i - 1], sorted_prompts[i]) for i in range(1, n)]
+    groups: list[list[int]] = [[0]] if n else []
+    common = None                                   # None: the run has one member
+    for i in range(1, n):
+        nxt = lcp[i + 1] if i + 1 < n else 0
+        if (common is not None and common - lcp[i] >= min_drop) or nxt - lcp[i] >= min_drop:
+            groups.append([i])
+            common = None
+        else:
+            groups[-1].append(i)
+            common = lcp[i] if common is None else min(common, lcp[i])
+    return groups
+
+
+def _cache_kw(model) -> str:
+    """The forward/generate argument that takes a key/value cache: ``cache``
+    since transformers 5.x (``past_key_values`` is deprecated there and warns),
+    ``past_key_values`` before."""
+    name = getattr(model, "_seo_lite_cache_kw", None)
+    if name is None:
+        params = inspect.signature(model.forward).parameters
+        name = "cache" if "cache" in params else "past_key_values"
+        model._seo_lite_cache_kw = name
+    return name
+
+
+def _cache_of(out):
+    kv = getattr(out, "cache", None)
+    return kv if kv is not None else out.past_key_values
+
+
+def _list_stop_class():
+    import torch
+    from transformers import StoppingCriteria
+
+    class _ListStop(StoppingCriteria):
+        """Per row: stop once the reply's numbered list is over (``stopping.py``)."""
+
+        def __init__(self, tokenizer, prefixes: list[str], width: int, max_items: int):
+            self.tok, self.prefixes, self.width, self.max_items = tokenizer, prefixes, width, max_items
+            self.stopped_at: list[int | None] = [None] * len(prefixes)
+
+        def __call__(self, input_ids, scores, **kwargs):
+            done = []
+            for b, row in enumerate(input_ids[:, self.width:].tolist()):
+                if self.stopped_at[b] is None:
+                    text = self.prefixes[b] + self.tok.decode(row, skip_special_tokens=True)
+                    if list_end(text, self.max_items) is not None:
+                        self.stopped_at[b] = len(row)
+                done.append(self.stopped_at[b] is not None)
+            return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+    return _ListStop
