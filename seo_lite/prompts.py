@@ -30,9 +30,12 @@ EXPERIENCE_HEADER = "Rules learned from experience (follow them):"
 GENERATOR_USER = "{instruction}\n\n{experience_block}{input}"
 
 OPTIMIZER_SYSTEM = (
-    "You improve the rules that a language model follows when it solves a task. "
-    "Good rules are short, general and about the task, never about one example.")
+    "You write rules that help a language model solve a task. Good rules are short and "
+    "concrete: each names a clue in the input, or which answer such inputs need.")
 
+# The trials are described in words (right / wrong), not as numbers: a small
+# optimizer shown "(score 0.00)" copies it into rules ("the answer must have a
+# score of 0.00").  delta stays in the prompt, as the paper's update input.
 OPTIMIZER_USER = """Task: {instruction}
 
 Example:
@@ -42,15 +45,24 @@ Correct answer: {gold}
 Current rules:
 {experience}
 
-Model's answer with the current rules: {with_text} (score {with_score:.2f})
+With the current rules, the model answered: {with_text} ({with_verdict}).
 {comparison}
-Write improved rules, at most {max_rules}, so that the model gives the correct answer \
+Write at most {max_rules} short rules that lead the model to the correct answer \
 ("{gold}") for examples like this one. Keep rules that help, fix or drop rules that hurt. \
 Reply with a numbered list of rules only."""
 
-COMPARISON = """Model's answer without any rules: {without_text} (score {without_score:.2f})
-Effect of the current rules on this example: delta = {effect:+.2f} ({verdict}).
+COMPARISON = """Without any rules, the model answered: {without_text} ({without_verdict}).
+So on this example the current rules {verdict} (effect {effect:+.2f}).
 """
+
+
+def verdict(score: float) -> str:
+    """A trial's metric in words: 1 is right, 0 is wrong, anything else partly right."""
+    if score >= 1.0:
+        return "right"
+    if score <= 0.0:
+        return "wrong"
+    return f"partly right, {score:.2f} of 1"
 
 
 def experience_block(experience: Experience | None) -> str:
@@ -78,15 +90,14 @@ def optimizer_messages(*, instruction: str, input_text: str, gold: str,
     comparison trial and delta (the ``comparison_trials=False`` ablation)."""
     comparison = ""
     if without_text is not None:
-        verdict = ("the experience helped" if effect > 0 else
-                   "the experience hurt" if effect < 0 else "no difference")
+        effect_words = ("helped" if effect > 0 else "hurt" if effect < 0 else "made no difference")
         comparison = COMPARISON.format(without_text=without_text or "(empty answer)",
-                                       without_score=without_score, effect=effect,
-                                       verdict=verdict)
+                                       without_verdict=verdict(without_score), effect=effect,
+                                       verdict=effect_words)
     user = OPTIMIZER_USER.format(
         instruction=instruction.strip(), input=input_text.strip(), gold=gold,
         experience=experience.render() if experience else "(none yet)",
-        with_text=with_text or "(empty answer)", with_score=with_score,
+        with_text=with_text or "(empty answer)", with_verdict=verdict(with_score),
         comparison=comparison, max_rules=max_rules)
     return [{"role": "system", "content": OPTIMIZER_SYSTEM},
             {"role": "user", "content": user}]

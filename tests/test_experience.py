@@ -79,4 +79,6 @@ def test_optimizer_prompt_shows_both_trials_and_delta():
                               effect=-1.0, max_rules=4)
     user = msgs[-1]["content"]
     assert "Correct answer: human" in user and "1. Be brief." in user
-    assert "delta = -1.00 (the experience hurt)" in user and "at most 4" in user
+    assert "the current rules hurt (effect -1.00)" in user and "at most 4" in user
+    assert "answered: location (wrong)" in user and "answered: human (right)" in user
+    assert "score" not in user.lower(), "numbers labelled 'score' get copied into rules"
