@@ -53,7 +53,7 @@ def measure(tasks=TASKS, runs=(), train=60, dev=40, test=100, seed=0, generator=
         gold = Counter(ex.gold for ex in examples)
         for label, experience in conditions_for(name, list(runs)).items():
             for cal in CALIBRATIONS:
-                task = get_task(name, answer_mode="score", calibration=cal)
+                task = get_task(name, answer_mode="rank", calibration=cal)
                 preds = task.predict(llm, examples, experience, progress=f"{name} {cal}")
                 m = task.evaluate_predictions(preds, examples)
                 rows.append({"task": task.name, "experience": label, "calibration": cal,
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     rows, llm = measure(args.tasks, args.run, args.train, args.dev, args.test, args.seed,
                          args.generator)
-    print(f"label scoring, generator {args.generator}, split seed {args.seed} "
+    print(f"label ranking, generator {args.generator}, split seed {args.seed} "
           f"(train={args.train}, dev={args.dev}, test={args.test})")
     print(format_table(rows))
     print(f"\nmodel calls {llm.usage.total().calls}, cache hits {llm.usage.total().cache_hits}")

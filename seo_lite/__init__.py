@@ -3,7 +3,7 @@
 The names follow the paper; docs/architecture.md maps each step to its module.
 
 >>> from seo_lite import SEOConfig, train, make_llm, get_task
->>> config = SEOConfig.preset("smoke", task="trec", answer_mode="score")
+>>> config = SEOConfig.preset("smoke", task="trec", answer_mode="rank")
 >>> run = train(config)                      # doctest: +SKIP
 >>> print(run.experience)                    # doctest: +SKIP
 """

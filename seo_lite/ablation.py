@@ -94,16 +94,16 @@ def ablation_grid(base: dict | None = None, *, seeds: Sequence[int] = (0, 1, 2),
 # -- named grids and the command line ----------------------------------------------------------
 #: The grids behind the committed figures (``figures/README.md`` says what each costs).
 GRIDS: dict[str, dict[str, Any]] = {
-    # TREC, label scoring, embedded model: the CPU grid of figures/
+    # TREC, label ranking, embedded model: the CPU grid of figures/
     "trec-score": dict(
-        base={"TASK": "trec", "ANSWER_MODE": "score", "PRESET": "classroom", "STEPS": 3,
+        base={"TASK": "trec", "ANSWER_MODE": "rank", "PRESET": "classroom", "STEPS": 3,
               "BATCH_SIZE": 2, "NUM_CANDIDATES": 2, "VAL_SIZE": 8, "TRAIN_SIZE": 40,
               "DEV_SIZE": 24, "TEST_SIZE": 60, "OPT_MAX_NEW_TOKENS": 48},
         seeds=(0, 1), validation=("fixed", "none"), comparison_off=True,
         val_sizes=(4, 16), weak_optimizer="embedded-4bit"),
     # a minute or two: checks the pipeline end to end
     "smoke": dict(
-        base={"TASK": "trec", "ANSWER_MODE": "score", "PRESET": "smoke", "STEPS": 1,
+        base={"TASK": "trec", "ANSWER_MODE": "rank", "PRESET": "smoke", "STEPS": 1,
               "BATCH_SIZE": 1, "NUM_CANDIDATES": 2, "VAL_SIZE": 4, "TRAIN_SIZE": 12,
               "DEV_SIZE": 4, "TEST_SIZE": 4, "OPT_MAX_NEW_TOKENS": 32},
         seeds=(0,), validation=("none",), comparison_off=False, val_sizes=(),

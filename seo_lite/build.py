@@ -4,7 +4,7 @@ The algorithm (:mod:`seo_lite.seo`) takes these as arguments and never
 builds them.  Each decision is made here once:
 
 * the task with its options, answer mode and calibration (:func:`make_task`);
-  ``answer_mode="auto"`` means label scoring when the task has a label set
+  ``answer_mode="auto"`` means label ranking when the task has a label set
   and the generator is a local model (a server returns text, not
   log-probabilities), else the task's own default (:func:`resolve_answer_mode`);
 * whether M_gen and M_opt are one model: the same spec and options give one
@@ -17,19 +17,20 @@ builds them.  Each decision is made here once:
 from __future__ import annotations
 
 from .config import SEOConfig
+from .tasks.base import RANK
 
 LOCAL_MODELS = ("embedded", "hf:")      # backends that can rank labels by log-likelihood
 
 
 def resolve_answer_mode(answer_mode: str | None, task: str, generator: str) -> str | None:
-    """``"auto"`` -> ``"score"`` for a local generator on a task with labels, else
+    """``"auto"`` -> ``"rank"`` for a local generator on a task with labels, else
     None (the task's default); any other value is returned unchanged."""
     if answer_mode != "auto":
         return answer_mode
     from .tasks import get_task
 
     local = str(generator).startswith(LOCAL_MODELS)
-    return "score" if local and get_task(task).labels else None
+    return RANK if local and get_task(task).labels else None
 
 
 def make_task(config: SEOConfig, name: str | None = None, *, lenient: bool = False):

@@ -135,8 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", choices=("train", "dev", "test"), default="test")
     e.add_argument("--size", type=int, default=100)
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--answer-mode", choices=("generate", "score", "auto"),
-                   help="default: the task's own; auto: score for a local model on a labelled task")
+    e.add_argument("--answer-mode", choices=("generate", "rank", "auto", "score"),
+                   help="default: the task's own; auto: rank for a local model on a labelled task; score: old name of rank")
     e.add_argument("--data-source", choices=("local", "hub"), default="local")
     e.set_defaults(fn=cmd_eval)
 

@@ -60,10 +60,10 @@ class ConfigError(ValueError):
 class SEOConfig:
     # what to optimize, with which models
     task: str = knob("trec", "task name (`seo-lite tasks` lists them)")
-    answer_mode: str | None = knob(None, "generate (free text, as the paper) | score (rank the "
-                                   "labels by log-likelihood) | auto (score for a local model "
+    answer_mode: str | None = knob(None, "generate (free text, as the paper) | rank (rank the "
+                                   "labels by log-likelihood) | auto (rank for a local model "
                                    "on a labelled task)")
-    calibration: str = knob("none", "label scoring only: none | contextual | batch "
+    calibration: str = knob("none", "label ranking only: none | contextual | batch "
                             "(divide out the model's label prior)")
     task_options: dict = knob({}, "extra task options, e.g. max_new_tokens")
     generator: str = knob("embedded", "model spec: embedded | hf:<id, folder or .gguf> | "
@@ -99,7 +99,10 @@ class SEOConfig:
     seed: int = knob(0, "the random seed (every draw of step t derives from it)")
 
     def __post_init__(self):
+        from .tasks.base import normalize_answer_mode     # "score" is the old name of "rank"
+
         object.__setattr__(self, "initial_experience", tuple(self.initial_experience))
+        object.__setattr__(self, "answer_mode", normalize_answer_mode(self.answer_mode))
         self.validate()
 
     def validate(self) -> None:
@@ -126,7 +129,7 @@ class SEOConfig:
         need(self.calibration in CALIBRATIONS,
              f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
         need(self.calibration == "none" or self.answer_mode != "generate",
-             f"calibration={self.calibration!r} applies to label scoring (answer_mode='score')")
+             f"calibration={self.calibration!r} applies to label ranking (answer_mode='rank')")
         need(self.data_source in ("local", "hub"),
              f"data_source must be 'local' or 'hub', got {self.data_source!r}")
         need(self.train_size >= 1 and self.dev_size >= 0 and self.test_size >= 0,

@@ -390,7 +390,7 @@ def build_all(runs_root: str | os.PathLike = "runs", out: str | os.PathLike = "f
     if not any(found[k] for k in ("grids", "runs", "generalization", "noise")):
         where = f"{root} does not exist" if not root.is_dir() else f"{root} holds no finished run"
         say(f"no figures built: {where}. Make runs first, e.g. `seo-lite run --task trec "
-            f"--answer-mode score --preset smoke --out {root / 'trec-smoke'}` or "
+            f"--answer-mode rank --preset smoke --out {root / 'trec-smoke'}` or "
             f"`python -m seo_lite.ablation smoke --runs {root}`, then run `seo-lite figures` again.")
         return []
     out.mkdir(parents=True, exist_ok=True)

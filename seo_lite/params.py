@@ -11,7 +11,7 @@ Defaults: a knob left at None takes the preset's value (``classroom``
 unless ``PRESET`` / ``--preset`` says otherwise), or the field's default
 when no preset sets it.  Two knobs depend on others: the optimizer is the
 generator (spec and options) unless named, and ``answer_mode="auto"`` picks
-label scoring for a local model on a labelled task
+label ranking for a local model on a labelled task
 (:func:`seo_lite.build.resolve_answer_mode`).  Options that look like
 credentials stay in the config object, which never writes or shows them
 (:mod:`seo_lite.secrets`); in a notebook, keep them in the environment, since
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import typing
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
@@ -102,7 +103,7 @@ KNOBS: dict[str, Knob] = _knobs()
 RUN_PARAMETERS: dict[str, Any] = {
     "PRESET": DEFAULT_PRESET,
     **{k.param: None for k in KNOBS.values()},
-    "ANSWER_MODE": "auto",         # notebooks and grids: label scoring where it can work
+    "ANSWER_MODE": "auto",         # notebooks and grids: label ranking where it can work
     "CONFIG_OVERRIDES": {},
     "OUT_DIR": "runs/run_seo",
 }
@@ -210,7 +211,7 @@ def add_run_flags(parser) -> None:
 
     from .config import VALIDATION_MODES
 
-    choices = {"validation": VALIDATION_MODES, "answer_mode": ("generate", "score", "auto")}
+    choices = {"validation": VALIDATION_MODES, "answer_mode": ("generate", "rank", "auto", "score")}
     parser.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
                         help="the budget the other flags start from (default %(default)s)")
     for k in KNOBS.values():
@@ -233,6 +234,9 @@ def add_run_flags(parser) -> None:
 def setup_from_args(args, out_dir=None) -> RunSetup:
     """The :class:`RunSetup` of parsed ``seo-lite run`` flags."""
     values = {}
+    if getattr(args, "answer_mode", None) == "score":
+        print("seo-lite: note: --answer-mode score is now called --answer-mode rank "
+              "('score' means only the task's metric)", file=sys.stderr)
     for k in KNOBS.values():
         v = getattr(args, k.field)
         values[k.field] = pairs(v, k.flag) if (k.type is dict and v is not None) else v

@@ -40,7 +40,7 @@ TREC = "trec_test_300.jsonl"
 
 
 def cfg(**kw) -> SEOConfig:
-    base = dict(task="trec", answer_mode="score", steps=1, generator="scripted:gen",
+    base = dict(task="trec", answer_mode="rank", steps=1, generator="scripted:gen",
                 optimizer="scripted:opt", seed=2)
     return SEOConfig.preset("smoke", **{**base, **kw})
 
@@ -192,7 +192,7 @@ def unknown_wmt_direction(tmp, mp):
 
 
 def score_mode_without_labels(tmp, mp):
-    get_task("hotpotqa", answer_mode="score")
+    get_task("hotpotqa", answer_mode="rank")
 
 
 def unknown_model(tmp, mp):
@@ -414,10 +414,10 @@ CASES = [
     Case("unknown task", unknown_task, (TaskError, r"unknown task 'trec-fine'")),
     Case("unknown language", unknown_language, (TaskError, r"xx")),
     Case("unknown WMT23 direction", unknown_wmt_direction, (TaskError, r"WMT23 directions")),
-    Case("label scoring on a task without labels", score_mode_without_labels, (TaskError, r"no label set")),
+    Case("label ranking on a task without labels", score_mode_without_labels, (TaskError, r"no label set")),
     Case("unknown model", unknown_model, (LLMError, r"unknown model spec 'gpt-9'; valid forms")),
     Case("unknown model option", unknown_model_option, (LLMError, r"unknown option\(s\) temprature")),
-    Case("label scoring on an API model", score_mode_on_an_api_model, (LLMError, r"cannot compute log-likelihoods")),
+    Case("label ranking on an API model", score_mode_on_an_api_model, (LLMError, r"cannot compute log-likelihoods")),
     Case("cache folder inside a file", cache_folder_is_a_file, (CacheError, r"cannot use cache folder")),
     Case("run directory from another config", run_dir_from_another_config,
          (RunError, r"different config \(seed: run has 2, asked 3\)")),

@@ -1,4 +1,4 @@
-"""Calibrated label scoring: the decision logic with a scripted model (known
+"""Calibrated label ranking: the decision logic with a scripted model (known
 log-probs -> known calibrated answers), the wiring into config, run directory
 and explorer, and one small run of the real embedded model."""
 from __future__ import annotations
@@ -37,7 +37,7 @@ def has_rule(req) -> bool:
 
 
 def sst2(calibration: str):
-    return get_task("sst2", answer_mode="score", calibration=calibration)
+    return get_task("sst2", answer_mode="rank", calibration=calibration)
 
 
 EXAMPLES = [Example(f"r{i}", text, (gold,)) for i, (text, gold) in enumerate(
@@ -158,15 +158,15 @@ def test_validation_scores_each_candidate_with_its_own_batch_prior():
 # -- settings, run directory, explorer -------------------------------------------------------
 def test_calibration_is_a_score_mode_setting():
     assert get_task("trec").calibration == "none"
-    with pytest.raises(TaskError, match="label scoring"):
+    with pytest.raises(TaskError, match="label ranking"):
         get_task("sst2", answer_mode="generate", calibration="batch")
     with pytest.raises(TaskError, match="unknown calibration"):
-        get_task("sst2", answer_mode="score", calibration="platt")
+        get_task("sst2", answer_mode="rank", calibration="platt")
     with pytest.raises(ConfigError, match="calibration must be one of"):
         SEOConfig(calibration="platt")
-    with pytest.raises(ConfigError, match="label scoring"):
+    with pytest.raises(ConfigError, match="label ranking"):
         SEOConfig(answer_mode="generate", calibration="contextual")
-    assert get_task("ag_news", answer_mode="score", calibration="contextual").describe()["calibration"] \
+    assert get_task("ag_news", answer_mode="rank", calibration="contextual").describe()["calibration"] \
         == "contextual"
 
 
@@ -177,7 +177,7 @@ def test_run_directory_records_calibration_and_explorer_shows_it(tmp_path):
     def score(req):
         return lp(0.3 + 0.4 * (len(req.messages[-1]["content"]) % 2))
     llm = ScriptedLLM(lambda r: f"1. {RULE}", score=score)
-    cfg = SEOConfig.preset("smoke", task="sst2", answer_mode="score", calibration="contextual",
+    cfg = SEOConfig.preset("smoke", task="sst2", answer_mode="rank", calibration="contextual",
                            steps=1)
     run_experiment(cfg, tmp_path / "run", generator=llm, optimizer=llm, progress=False, figure=False)
     assert json.loads((tmp_path / "run" / "config.json").read_text())["calibration"] == "contextual"

@@ -16,7 +16,7 @@ must then
 * leave no temporary file behind in the run directory.
 
 The fast cases use scripted models (deterministic, with the real cache); one
-case kills the real embedded model (smoke preset, label scoring) mid-run.
+case kills the real embedded model (smoke preset, label ranking) mid-run.
 Logs truncated at random byte offsets (a torn write seen from the outside,
 including a cut inside a multi-byte character) resume the same way.
 """
@@ -196,7 +196,7 @@ def test_logs_truncated_at_random_offsets_resume_the_same(tmp_path, reference):
     multibyte = log.index("一".encode()) + 1             # inside the 3-byte character
     offsets = sorted({rng.randrange(len(log)) for _ in range(5)} | {multibyte, lines_end[1], 0})
     config = SEOConfig.preset("smoke", generator="scripted:gen", optimizer="scripted:opt",
-                              answer_mode="score", **CONFIG)
+                              answer_mode="rank", **CONFIG)
     cache = CallCache(base / "cache")                      # warm: resuming asks no model
     for k, offset in enumerate(offsets):
         run_dir = tmp_path / f"cut-{offset}"
@@ -230,18 +230,18 @@ def test_logs_truncated_at_random_offsets_resume_the_same(tmp_path, reference):
 
 @pytest.mark.slow
 def test_embedded_model_killed_mid_run_resumes_to_the_unbroken_run(tmp_path):
-    """SmolLM2 (smoke preset, TREC, label scoring) killed with SIGKILL while it
+    """SmolLM2 (smoke preset, TREC, label ranking) killed with SIGKILL while it
     computes -- at a random one of the answers it has to compute, inside the
     rename that stores it -- then resumed in a new process: the same steps,
     experience and scores as a run in one go.
 
     To keep this affordable on a CPU the killed run starts from a copy of the
-    unbroken run's cache with a random half of the label-scoring answers
+    unbroken run's cache with a random half of the label-ranking answers
     removed (the optimizer's sampled rules, the slow part, stay): those it
     computes for real, in other batches than the unbroken run did.  The kill
     is placed by the child itself, so it lands where it should however busy
     the machine is."""
-    cfg = SEOConfig.preset("smoke", task="trec", answer_mode="score", seed=5)
+    cfg = SEOConfig.preset("smoke", task="trec", answer_mode="rank", seed=5)
     ref_dir, ref_cache = tmp_path / "ref", tmp_path / "ref-cache"
     llm = make_llm("embedded", cache=ref_cache)
     run_experiment(cfg, ref_dir, progress=False, figure=False, generator=llm, optimizer=llm)
@@ -260,7 +260,7 @@ def test_embedded_model_killed_mid_run_resumes_to_the_unbroken_run(tmp_path):
     start = count_entries(cache)
     k = rng.randint(2, len(removed) - 1)
     child = {"run_dir": str(run_dir), "cache": str(cache), "model": "embedded",
-             "preset": "smoke", "config": {"task": "trec", "answer_mode": "score", "seed": 5}}
+             "preset": "smoke", "config": {"task": "trec", "answer_mode": "rank", "seed": 5}}
     rc, _, err = run_child({**child, "kill": {"at": "cache_replace", "n": k}}, timeout=3600)
     assert rc == KILLED, err[-3000:]
     finished = complete_lines(run_dir / "steps.jsonl")

@@ -60,7 +60,7 @@ def scripted_llm(name: str = "scripted-135m") -> ScriptedLLM:
     return ScriptedLLM(reply, score=_scores, name=name)
 
 
-TINY = {"TASK": "trec", "ANSWER_MODE": "score", "PRESET": "smoke", "STEPS": 2, "BATCH_SIZE": 2,
+TINY = {"TASK": "trec", "ANSWER_MODE": "rank", "PRESET": "smoke", "STEPS": 2, "BATCH_SIZE": 2,
         "NUM_CANDIDATES": 3, "VAL_SIZE": 8, "TRAIN_SIZE": 30, "DEV_SIZE": 10, "TEST_SIZE": 12}
 
 
@@ -250,7 +250,7 @@ def test_ood_and_noise_figures(tmp_path):
     p = figures.ood_figure(load_results(tmp_path), tmp_path / "figs")
     assert p.name == "ood.png" and _is_png(p)
 
-    task = get_task("trec", answer_mode="score")
+    task = get_task("trec", answer_mode="rank")
     train = load_splits(task, train=30, dev=0, test=0, seed=0).train
     noise = noise_study.validation_noise(task, llm, train, {"none": Experience(), "who": Experience([GOOD_RULE])},
                                       sizes=[2, 4, 8], draws=6, exclude=train[:2])
@@ -288,9 +288,9 @@ def test_setup_keeps_secret_options_out_of_the_config():
     assert setup.generator_secrets == {"api_key": "sk-abc123"} == setup.optimizer_secrets
     assert "sk-abc123" not in repr(setup.config) and "sk-abc123" not in setup.config.to_json()
     assert "sk-abc123" not in setup.describe() and "sk-abc123" not in repr(setup)
-    assert setup.config.answer_mode is None, "auto: no label scoring through an API"
+    assert setup.config.answer_mode is None, "auto: no label ranking through an API"
     local = setup_from_parameters(TASK="trec", PRESET="smoke")
-    assert local.config.answer_mode == "score"
+    assert local.config.answer_mode == "rank"
     assert setup_from_parameters(GENERATOR_OPTIONS='{"batch_size": 4}').config.generator_options == {"batch_size": 4}
 
 
@@ -359,7 +359,7 @@ def test_tiny_grid_through_papermill_builds_figures_and_resumes(tmp_path, monkey
         (shared / sub).mkdir(parents=True, exist_ok=True)
         (cache / sub).symlink_to(shared / sub, target_is_directory=True)
     monkeypatch.setenv("SEO_LITE_CACHE", str(cache))
-    base = {"TASK": "trec", "ANSWER_MODE": "score", "PRESET": "smoke", "STEPS": 1, "BATCH_SIZE": 1,
+    base = {"TASK": "trec", "ANSWER_MODE": "rank", "PRESET": "smoke", "STEPS": 1, "BATCH_SIZE": 1,
             "NUM_CANDIDATES": 2, "VAL_SIZE": 2, "TRAIN_SIZE": 6, "DEV_SIZE": 2, "TEST_SIZE": 3,
             "OPT_MAX_NEW_TOKENS": 16}
     cells = ablation.ablation_grid(base, seeds=(0,), validation=("none",), comparison_off=False,

@@ -156,7 +156,7 @@ def test_data_written_as_code_is_only_text(tmp_path, monkeypatch):
             for i, c in enumerate(payloads(marker) * 3)]
     (folder / "trec_test_300.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     monkeypatch.setenv("SEO_LITE_DATA", str(folder))
-    config = SEOConfig.preset("smoke", task="trec", answer_mode="score", steps=1, train_size=12,
+    config = SEOConfig.preset("smoke", task="trec", answer_mode="rank", steps=1, train_size=12,
                               val_size=6, dev_size=4, test_size=4, generator="scripted:gen",
                               optimizer="scripted:opt")
     run = train(config, generator=Stepper("gen", None), optimizer=Stepper("opt", None),
@@ -196,7 +196,7 @@ def test_a_symlinked_run_name_pointing_outside_is_refused(tmp_path):
 def test_a_run_dir_that_is_a_file_is_refused(tmp_path):
     f = tmp_path / "results.txt"
     f.write_text("keep me")
-    config = SEOConfig.preset("smoke", task="trec", answer_mode="score", steps=1)
+    config = SEOConfig.preset("smoke", task="trec", answer_mode="rank", steps=1)
     with pytest.raises(RunError, match="is not a folder"):
         RunDir(f).open(config, None)
     with pytest.raises(RunError, match="is not a run directory"):

@@ -203,7 +203,7 @@ def test_parameters(work: Path) -> dict[str, dict]:
                                    "RUN_DIR": str(work / "chapter05")},
         "06_ablations.ipynb": {"GRID_DIR": str(work / "chapter06"),
                                "RUN_NOTEBOOK": str(NB_DIR / "run_seo.ipynb"),   # not in the package
-                               "BASE": {"TASK": "trec", "ANSWER_MODE": "score", **RUN_TINY},
+                               "BASE": {"TASK": "trec", "ANSWER_MODE": "rank", **RUN_TINY},
                                "SEEDS": [0], "VALIDATION_LEVELS": ["none"], "COMPARISON_OFF": False,
                                "VAL_SIZES": [], "WEAK_OPTIMIZER": None,
                                "FIGURES_DIR": str(work / "chapter06" / "figures")},

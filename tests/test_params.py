@@ -107,13 +107,26 @@ def test_the_optimizer_is_the_generator_unless_named_on_every_path():
 
 def test_auto_answer_mode_is_available_everywhere_and_resolved_before_the_config():
     cli = params.setup_from_args(build_parser().parse_args(["run", "--answer-mode", "auto"])).config
-    assert cli.answer_mode == "score"                              # embedded, TREC has labels
-    assert params.setup_from_parameters().config.answer_mode == "score"   # the notebook's default
+    assert cli.answer_mode == "rank"                              # embedded, TREC has labels
+    assert params.setup_from_parameters().config.answer_mode == "rank"   # the notebook's default
     assert params.setup_from_parameters(GENERATOR="openai:m").config.answer_mode is None
     assert params.setup_from_parameters(TASK="hotpotqa_closedbook").config.answer_mode is None
     # a config built in Python may still say "auto": the task is built the same way
-    assert build.make_task(SEOConfig(answer_mode="auto")).answer_mode == "score"
+    assert build.make_task(SEOConfig(answer_mode="auto")).answer_mode == "rank"
     assert build.make_task(SEOConfig(answer_mode="auto", generator="openai:m")).answer_mode == "generate"
+
+
+def test_the_old_answer_mode_name_score_is_accepted_and_pointed_to_rank(capsys):
+    """'score' means only the task metric now; label ranking is answer_mode='rank'."""
+    cli = params.setup_from_args(build_parser().parse_args(
+        ["run", "--task", "sst2", "--answer-mode", "score"])).config
+    assert cli.answer_mode == "rank"
+    assert "--answer-mode rank" in capsys.readouterr().err
+    old = SEOConfig.from_dict({**SEOConfig(task="sst2").to_dict(), "answer_mode": "score"})
+    assert old == SEOConfig(task="sst2", answer_mode="rank"), "a run directory written before resumes"
+    assert build.make_task(old).answer_mode == "rank"
+    quiet = params.setup_from_args(build_parser().parse_args(["run", "--answer-mode", "rank"]))
+    assert quiet.config.answer_mode == "rank" and "note" not in capsys.readouterr().err
 
 
 def test_run_seo_notebook_parameters_agree_with_the_library():

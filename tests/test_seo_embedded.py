@@ -17,7 +17,7 @@ from seo_lite.training import train
 
 pytestmark = pytest.mark.slow
 
-CFG = SEOConfig.preset("smoke", task="trec", answer_mode="score", seed=3)
+CFG = SEOConfig.preset("smoke", task="trec", answer_mode="rank", seed=3)
 
 
 @pytest.fixture(scope="module")

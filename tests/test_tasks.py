@@ -1,5 +1,5 @@
 """Task families: names, prompts, answer parsing, scores; two runs of the real
-embedded model (label scoring on TREC, free generation on SST-2)."""
+embedded model (label ranking on TREC, free generation on SST-2)."""
 from __future__ import annotations
 
 import pytest
@@ -69,7 +69,7 @@ def test_unknown_names_and_codes_list_valid_ones():
     with pytest.raises(TaskError, match=r"bad option.*valid options: .*answer_mode"):
         get_task("trec", colour="blue")
     with pytest.raises(TaskError, match="no label set"):
-        get_task("hotpotqa", answer_mode="score")
+        get_task("hotpotqa", answer_mode="rank")
     with pytest.raises(TaskError, match="example_metric"):
         get_task("hotpotqa", example_metric="bleu")
 
@@ -341,7 +341,7 @@ def test_classification_from_your_own_labels(tmp_path, monkeypatch):
     assert task.parse_answer("I'd call it a Defect.") == "bug"
     assert task.score(task.parse_answer("Feature request"), examples[1]) == 1.0
     assert task.corpus_metrics(["bug"] * 6, examples)["accuracy"] == pytest.approx(100 * 2 / 6)
-    label_mode = next(m for m in ANSWER_MODES if m != "generate")       # label scoring
+    label_mode = next(m for m in ANSWER_MODES if m != "generate")       # label ranking
     assert get_task("classification", data_file=str(path), labels=["bug", "feature", "question"],
                     answer_mode=label_mode).answer_mode == label_mode
 
@@ -378,7 +378,7 @@ def test_classification_from_your_own_labels(tmp_path, monkeypatch):
 # -- the real embedded model ------------------------------------------------------------------
 @pytest.mark.slow
 def test_score_mode_with_embedded_model(embedded, data_dir):
-    task = get_task("trec", answer_mode="score")
+    task = get_task("trec", answer_mode="rank")
     examples = load_examples(task, limit=3)
     preds = task.predict(embedded, examples)
     assert len(preds) == 3

@@ -230,7 +230,7 @@ class LLM(ABC):
         """Like ``_generate``, with :class:`Loglikelihoods` answers."""
         raise LLMError(
             f"the {self.backend!r} backend cannot compute log-likelihoods; label ranking "
-            "(answer_mode='score') needs a local model: 'embedded' or 'hf:<model>'")
+            "(answer_mode='rank') needs a local model: 'embedded' or 'hf:<model>'")
 
     # -- the public calls ---------------------------------------------------------
     def generate(self, requests: Sequence[Request] | Request, *, role: str = "generator",

@@ -13,7 +13,7 @@ checkpoint in the cache, so every later load takes seconds, and
 
 What it can and cannot show: it is a 135M-parameter model.  In free
 generation it mostly ignores rules, and as an optimizer it writes weak rules.
-Under label ranking (``answer_mode="score"``) rules do move its answers, which
+Under label ranking (``answer_mode="rank"``) rules do move its answers, which
 is why the quick start uses a classification task in that mode.
 """
 from __future__ import annotations

@@ -14,9 +14,11 @@ Everything SEO needs to know about a task family sits behind this class:
   BLEU/chrF, accuracy/macro-F1).
 
 Two answer modes: ``"generate"`` (free text, parsed into an answer, as the
-paper does) and ``"score"`` (for tasks with a closed label set: the label with
-the highest log-likelihood under the model, as evaluation harnesses do; the
-small embedded model needs it).  Score mode takes a ``calibration``
+paper does) and ``"rank"`` (for tasks with a closed label set: the labels are
+ranked by their log-likelihood under the model and the first is the answer,
+as evaluation harnesses do; the small embedded model needs it).  "score"
+always means the task's per-example metric; ``"score"`` as an answer mode is
+the old name of ``"rank"`` and is still accepted.  Rank mode takes a ``calibration``
 (``"none"``, ``"contextual"``, ``"batch"``; see :mod:`.calibration`): the
 label prior is divided out before the argmax.
 """
@@ -31,7 +33,14 @@ from ..llm.base import LLM, GenParams, LoglikelihoodRequest, Request
 from ..prompts import generator_messages
 from . import calibration as calib
 
-ANSWER_MODES = ("generate", "score")
+ANSWER_MODES = ("generate", "rank")
+RANK = "rank"
+_OLD_ANSWER_MODES = {"score": RANK}     # renamed: "score" means only the task's metric
+
+
+def normalize_answer_mode(mode: str | None) -> str | None:
+    """The current name of an answer mode (the old name ``"score"`` -> ``"rank"``)."""
+    return _OLD_ANSWER_MODES.get(mode, mode) if isinstance(mode, str) else mode
 
 
 class TaskError(ValueError):
@@ -76,12 +85,12 @@ class Prediction:
     """The generator's answer to one example and its score in [0, 1]."""
 
     example_id: str
-    text: str             # raw model output (generate) or the chosen label (score)
+    text: str             # raw model output (generate) or the chosen label (rank)
     answer: str           # parsed answer
     score: float          # per-example metric in [0, 1]
     cached: bool = False
     label_logprobs: list[float] | None = None    # raw log p(label | prompt), uncalibrated
-    # calibrated label scoring only (see .calibration): the label prior pi(y) that was
+    # calibrated label ranking only (see .calibration): the label prior pi(y) that was
     # divided out and the calibrated distribution q(y | x) whose argmax is ``answer``
     label_prior: list[float] | None = None
     calibrated_probs: list[float] | None = None
@@ -106,17 +115,18 @@ class Task:
     instruction: str = ""
     labels: tuple[str, ...] | None = None      # closed label set, if any
     answer_mode: str = "generate"
-    calibration: str = "none"                  # score mode only: see .calibration
+    calibration: str = "none"                  # rank mode only: see .calibration
     gen_params: GenParams = GenParams(max_new_tokens=64)
     metric_names: tuple[str, ...] = ()
 
     def __init__(self, *, answer_mode: str | None = None, instruction: str | None = None,
                  max_new_tokens: int | None = None, calibration: str | None = None):
+        answer_mode = normalize_answer_mode(answer_mode)
         if answer_mode is not None:
             if answer_mode not in ANSWER_MODES:
                 raise TaskError(f"unknown answer_mode {answer_mode!r}; use one of {ANSWER_MODES}")
-            if answer_mode == "score" and not self.labels:
-                raise TaskError(f"task {self.name!r} has no label set, so answer_mode='score' "
+            if answer_mode == "rank" and not self.labels:
+                raise TaskError(f"task {self.name!r} has no label set, so answer_mode='rank' "
                                 "is not available; use 'generate'")
             self.answer_mode = answer_mode
         if instruction is not None:
@@ -126,10 +136,10 @@ class Task:
         if calibration is not None:
             if calibration not in calib.CALIBRATIONS:
                 raise TaskError(f"unknown calibration {calibration!r}; use one of {calib.CALIBRATIONS}")
-            if calibration != "none" and self.answer_mode != "score":
-                raise TaskError(f"calibration={calibration!r} applies to label scoring; "
+            if calibration != "none" and self.answer_mode != "rank":
+                raise TaskError(f"calibration={calibration!r} applies to label ranking; "
                                 f"task {self.name!r} is in answer_mode={self.answer_mode!r} "
-                                "(pass answer_mode='score')")
+                                "(pass answer_mode='rank')")
             self.calibration = calibration
 
     # -- what a family implements ----------------------------------------------
@@ -155,7 +165,7 @@ class Task:
         return [self._request(ex, experience) for ex in examples]
 
     def _request(self, example: Example, experience: Experience | None):
-        if self.answer_mode == "score":
+        if self.answer_mode == "rank":
             return LoglikelihoodRequest(self.messages(example, experience), self.labels)
         return Request(self.messages(example, experience), self.gen_params)
 
@@ -171,7 +181,7 @@ class Task:
         scores every candidate on D_t this way."""
         reqs = [self._request(ex, exp) for ex, exp in pairs]
         examples = [ex for ex, _ in pairs]
-        if self.answer_mode == "score":
+        if self.answer_mode == "rank":
             # contextual calibration: the content-free prompts of each experience
             # go into the same (cached, batched) call as the examples
             groups = _group_by_experience(pairs)

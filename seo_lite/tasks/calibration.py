@@ -1,6 +1,6 @@
 """Calibrating label scores: divide out the model's label prior.
 
-Under label scoring the model gives, for an example x and each label y of the
+Under label ranking the model gives, for an example x and each label y of the
 label set Y, a summed log-probability log p(y | prompt(x)).  Normalised over
 the label set these are a distribution
 

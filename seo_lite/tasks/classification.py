@@ -8,7 +8,7 @@ Two answer modes (see :class:`seo_lite.tasks.base.Task`):
   in it (case-insensitive, whole words; "Positive." and "The sentiment is
   positive" both give ``positive``); a reply without one parses to "" and
   scores 0;
-* ``"score"`` -- the label with the highest log-likelihood after the prompt,
+* ``"rank"`` -- the label with the highest log-likelihood after the prompt,
   ``argmax_y log p(y | prompt)``, as evaluation harnesses do; the small
   embedded model only shows experience effects this way.
 
@@ -20,7 +20,7 @@ DESC, HUM, LOC, NUM): abbreviation, entity, description, human, location,
 number (the data's ``label_text`` says "numeric"; "number" is the plain noun
 like the other five, and "numeric" is accepted as a synonym).  AG News (World,
 Sports, Business, Sci/Tech): world, sports, business, technology -- one word
-each, so that label scoring does not penalise a multi-token label.
+each, so that label ranking does not penalise a multi-token label.
 """
 from __future__ import annotations
 
@@ -241,8 +241,8 @@ def classification_task(data_file: str, *, labels: Sequence[str], text_column: s
     ``data_file`` is absolute or relative to the data folder.  Each line holds
     a text (``text_column``) and its label (``label_column``): a label word, in
     any case, or its index in ``labels``; an ``id`` is optional (``id_column=``;
-    without one, ids come from the text).  Labels are lowercased; label scoring
-    (``answer_mode="score"``) works with them as with the built-in tasks.
+    without one, ids come from the text).  Labels are lowercased; label ranking
+    (``answer_mode="rank"``) works with them as with the built-in tasks.
     Further options: ``name``, ``instruction``, ``synonyms`` (label -> extra
     words the parser accepts), ``input_label`` (default "Text"), ``answer_mode``,
     ``max_new_tokens``.  In a config or on the command line the same task is

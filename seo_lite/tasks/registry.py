@@ -1,4 +1,4 @@
-"""Task names -> Task objects: ``get_task("trec", answer_mode="score")``.
+"""Task names -> Task objects: ``get_task("trec", answer_mode="rank")``.
 
 A name maps to a *factory*, any callable that takes keyword options and
 returns a :class:`~seo_lite.tasks.base.Task`.  Built in:

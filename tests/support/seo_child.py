@@ -16,7 +16,7 @@ Models:
 
 * ``"scripted"`` -- deterministic stand-ins (SHA-256 of the prompt decides),
   fast enough to crash a run dozens of times: the generator scores labels
-  (``answer_mode="score"``), the optimizer writes numbered lists (sometimes
+  (``answer_mode="rank"``), the optimizer writes numbered lists (sometimes
   no list, which is a failed candidate).  Both answer one request at a time
   (``_generate`` / ``_loglikelihood`` yield as they go), so a kill can land in the
   middle of a batch, and both use the real call cache.
@@ -202,7 +202,7 @@ def main(spec: dict) -> int:
         config = SEOConfig.preset(spec.get("preset", "smoke"), **spec.get("config", {}))
         gen = opt = make_llm("embedded", cache=cache)
     else:
-        overrides = {"generator": "scripted:gen", "optimizer": "scripted:opt", "answer_mode": "score",
+        overrides = {"generator": "scripted:gen", "optimizer": "scripted:opt", "answer_mode": "rank",
                      **spec.get("config", {})}
         config = SEOConfig.preset(spec.get("preset", "smoke"), **overrides)
         slow = float(spec.get("slow", 0.0))
