@@ -118,8 +118,11 @@ def _answer_mode(answer_mode: str | None, task: str, generator: str) -> str | No
         return answer_mode
     from .tasks import get_task
 
+    from .tasks.base import ANSWER_MODES
+
     local = generator == "embedded" or str(generator).startswith("hf:")
-    return "score" if local and get_task(task).labels else None
+    ranking = "rank" if "rank" in ANSWER_MODES else "score"
+    return ranking if local and get_task(task).labels else None
 
 
 def arm_configs(task: str, seed: int, *, preset: str = "classroom", overrides: dict | None = None,

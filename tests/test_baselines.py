@@ -166,7 +166,7 @@ def test_seo_with_the_rule_bank_finds_a_helpful_bank_rule_and_replays_exactly(tm
     train_ex = [Example(f"q{i}", (f"Who is person {i}?" if i % 2 else f"How many items {i}?"),
                         ("human" if i % 2 else "number",)) for i in range(20)]
     splits = Splits("trec", 0, train_ex, [], [], "local")
-    cfg = SEOConfig.preset("smoke", task="trec", answer_mode="score", optimizer="rulebank",
+    cfg = SEOConfig.preset("smoke", task="trec", answer_mode="rank", optimizer="rulebank",
                            steps=6, batch_size=2, num_candidates=2, val_size=6, train_size=20,
                            dev_size=0, test_size=0)
     runs = []
@@ -202,7 +202,10 @@ def test_arm_configs_differ_only_where_they_should():
     assert {k for k in a if a[k] != b[k]} == {"optimizer"}
     ref = cfgs["reference"]
     assert ref.steps == 0 and list(ref.initial_experience) == reference_experience("trec").to_list()
-    assert cfgs["llm"].answer_mode == "score" and ref.seed == 1
+    assert ref.seed == 1 and cfgs["llm"].answer_mode == ref.answer_mode
+    # a local generator ranks the labels; a server (no log-likelihoods) generates
+    assert get_task("trec", answer_mode=cfgs["llm"].answer_mode).answer_mode != get_task("trec").answer_mode
+    assert arm_configs("trec", 0, preset="smoke", generator="openai:gpt-4o-mini")["llm"].answer_mode is None
 
 
 TINY = dict(steps=1, batch_size=1, num_candidates=1, val_size=2, train_size=5, dev_size=0,
@@ -289,7 +292,7 @@ def test_cli_run_with_the_rulebank_optimizer_is_killed_after_step_1_and_resumes(
     for sub in ("models", "hashes"):           # reuse the converted checkpoint, not the calls
         (shared / sub).mkdir(parents=True, exist_ok=True)
         (tmp_path / "cache" / sub).symlink_to(shared / sub, target_is_directory=True)
-    args = ["run", "--task", "trec", "--answer-mode", "score", "--preset", "smoke",
+    args = ["run", "--task", "trec", "--answer-mode", "rank", "--preset", "smoke",
             "--optimizer", "rulebank", "--steps", "2", "--batch-size", "2", "--num-candidates", "2",
             "--val-size", "4", "--train-size", "10", "--dev-size", "2", "--test-size", "4",
             "--out", str(out), "--quiet", "--no-figure"]

@@ -41,10 +41,10 @@ def _scripted(good=GOOD):
 
 @pytest.fixture
 def pg(tmp_path):
-    task = get_task("trec", answer_mode="score")
+    task = get_task("trec", answer_mode="rank")
     train = [Example(f"q{i}", f"Who is person {i}?" if i % 2 else f"How many items {i}?",
                      ("human" if i % 2 else "number",)) for i in range(30)]
-    cfg = SEOConfig.preset("smoke", task="trec", answer_mode="score", val_size=6, max_rules=3,
+    cfg = SEOConfig.preset("smoke", task="trec", answer_mode="rank", val_size=6, max_rules=3,
                            train_size=30, seed=3)
     return Playground(task, _scripted(), train, cfg, log=tmp_path / "runs" / "learner_tries.json",
                       who="ada")
@@ -103,9 +103,9 @@ def test_the_widget_button_runs_submit_without_a_browser(pg, capsys):
 
 @pytest.mark.slow
 def test_one_try_with_the_real_embedded_model(embedded, tmp_path):
-    task = get_task("trec", answer_mode="score")
+    task = get_task("trec", answer_mode="rank")
     train = load_splits(task, train=12, dev=0, test=0, seed=0).train
-    cfg = SEOConfig.preset("smoke", task="trec", answer_mode="score", val_size=3, train_size=12)
+    cfg = SEOConfig.preset("smoke", task="trec", answer_mode="rank", val_size=3, train_size=12)
     pg = Playground(task, embedded, train, cfg, log=tmp_path / "tries.json")
     t = pg.submit(["Questions that start with Who ask for a human.",
                    "Questions that start with Where ask for a location."])
