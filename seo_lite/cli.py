@@ -1,6 +1,7 @@
 """``seo-lite``: the command line, calling the same functions as the notebooks.
 
     seo-lite run --task trec --preset classroom --out runs/trec
+    seo-lite run --preset paper --dry-run --price-per-mtok 0.15,0.6
     seo-lite eval --task trec --run runs/trec --split test
     seo-lite report runs/trec
     seo-lite tasks
@@ -19,13 +20,21 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError, SEOConfig
-from .params import add_run_flags, pairs, setup_from_args
+from .params import add_cost_flags, add_run_flags, pairs, setup_from_args
 
 
 def cmd_run(args) -> int:
     from .experiment import run_experiment
 
     config = setup_from_args(args).config
+    if args.dry_run or args.price_per_mtok or args.tokens_per_second:
+        from .cost import estimate_cost
+
+        print(estimate_cost(config, price_per_mtok=args.price_per_mtok,
+                            tokens_per_second=args.tokens_per_second))
+        if args.dry_run:
+            return 0
+        print(flush=True)
     out = Path(args.out or f"runs/{config.task.replace(':', '_')}-{args.preset}")
     started = []
 
@@ -120,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "experience on dev and test. Every SEOConfig field is a flag; a flag left "
                        "out takes the preset's value.")
     add_run_flags(r)
+    add_cost_flags(r)
     r.add_argument("--out", help="run directory; run again to resume (default runs/<task>-<preset>)")
     r.add_argument("--no-figure", action="store_true", help="skip the summary figure")
     r.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -106,6 +106,10 @@ RUN_PARAMETERS: dict[str, Any] = {
     "ANSWER_MODE": "auto",         # notebooks and grids: label ranking where it can work
     "CONFIG_OVERRIDES": {},
     "OUT_DIR": "runs/run_seo",
+    # the dry run (seo_lite.cost): what the run will cost, printed before any model loads
+    "DRY_RUN": False,
+    "PRICE_PER_MTOK": None,        # "IN,OUT": USD per million prompt / new tokens
+    "TOKENS_PER_SECOND": None,     # "GEN" or "PROMPT,GEN": for a wall-time estimate
 }
 
 
@@ -229,6 +233,17 @@ def add_run_flags(parser) -> None:
                                 choices=choices.get(k.field), help=text)
     parser.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="any SEOConfig field by name (repeatable)")
+
+
+def add_cost_flags(parser) -> None:
+    """``--dry-run`` and what it prices with (:mod:`seo_lite.cost`)."""
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the model calls and tokens this run will need (and a cost or "
+                        "time with the two flags below), then stop: no model is loaded")
+    parser.add_argument("--price-per-mtok", metavar="IN,OUT",
+                        help="USD per million prompt and new tokens, for an API cost estimate")
+    parser.add_argument("--tokens-per-second", metavar="[PROMPT,]GEN",
+                        help="generated (and prompt) tokens per second, for a wall-time estimate")
 
 
 def setup_from_args(args, out_dir=None) -> RunSetup:
