@@ -30,6 +30,9 @@ def __getattr__(name):
     if name == "train":
         from .training import train
         return train
+    if name == "estimate_cost":                  # the dry run: what a config will cost
+        from .cost import estimate_cost
+        return estimate_cost
     if name == "prepare":
         from .build import prepare
         return prepare
