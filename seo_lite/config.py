@@ -59,7 +59,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class SEOConfig:
     # what to optimize, with which models
-    task: str = knob("trec", "task name (`seo-lite tasks` lists them)")
+    task: str = knob("sst2", "task name (`seo-lite tasks` lists them)")
     answer_mode: str | None = knob(None, "generate (free text, as the paper) | rank (rank the "
                                    "labels by log-likelihood) | auto (rank for a local model "
                                    "on a labelled task)")

@@ -43,7 +43,7 @@ from tests.support.seo_child import Stepper
 STEPS = 5
 # a non-ASCII rule, so that the log holds multi-byte characters a torn write can cut
 RULE = "Answer with one word — «un mot», 一語で."
-CONFIG = {"steps": STEPS, "seed": 11, "initial_experience": [RULE]}
+CONFIG = {"task": "trec", "steps": STEPS, "seed": 11, "initial_experience": [RULE]}
 KILLED = -signal.SIGKILL
 
 

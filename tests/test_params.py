@@ -59,7 +59,7 @@ def test_run_help_explains_each_flag_with_the_papers_symbol_and_default():
 
 def test_flags_and_notebook_parameters_build_the_same_config():
     """Every knob set to a non-default value, once as flags and once as parameters."""
-    values = dict(task="sst2", answer_mode="generate",
+    values = dict(task="trec", answer_mode="generate",
                   task_options={"max_new_tokens": 12}, generator="hf:some/model",
                   optimizer="openai:opt", generator_options={"batch_size": 4},
                   optimizer_options={"base_url": "http://h/v1"}, data_source="hub",
@@ -107,7 +107,7 @@ def test_the_optimizer_is_the_generator_unless_named_on_every_path():
 
 def test_auto_answer_mode_is_available_everywhere_and_resolved_before_the_config():
     cli = params.setup_from_args(build_parser().parse_args(["run", "--answer-mode", "auto"])).config
-    assert cli.answer_mode == "rank"                              # embedded, TREC has labels
+    assert cli.answer_mode == "rank"                              # embedded, SST-2 has labels
     assert params.setup_from_parameters().config.answer_mode == "rank"   # the notebook's default
     assert params.setup_from_parameters(GENERATOR="openai:m").config.answer_mode is None
     assert params.setup_from_parameters(TASK="hotpotqa_closedbook").config.answer_mode is None
