@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     from seo_lite.llm import make_llm
     from seo_lite.tasks import get_task
 
-    task = get_task("trec", answer_mode="score")
+    task = get_task("trec", answer_mode="rank")
     examples = load_examples(task)[: args.examples]
     rules = Experience(("Questions starting with 'Who' ask for a human.",
                         "Questions with 'Where' ask for a location."))

@@ -86,9 +86,19 @@ def _papermill(notebook: Path, output: Path, parameters: dict, kernel_name: str,
                cwd: Path) -> None:
     import papermill as pm
 
-    pm.execute_notebook(str(notebook), str(output), parameters=parameters,
-                        kernel_name=kernel_name, progress_bar=False, log_output=False,
-                        cwd=str(cwd))
+    from .llm.progress import ENV_PROGRESS
+
+    # a papermill kernel looks like interactive Jupyter, but its output ends up in a
+    # file: plain progress lines, not widget bars (a user's own setting wins)
+    given = os.environ.get(ENV_PROGRESS)
+    os.environ.setdefault(ENV_PROGRESS, "lines")
+    try:
+        pm.execute_notebook(str(notebook), str(output), parameters=parameters,
+                            kernel_name=kernel_name, progress_bar=False, log_output=False,
+                            cwd=str(cwd))
+    finally:
+        if given is None:
+            os.environ.pop(ENV_PROGRESS, None)
 
 
 def write_grid_file(grid_dir: Path, cells: Sequence[GridCell], notebook: Path) -> None:

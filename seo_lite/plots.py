@@ -477,7 +477,7 @@ def label_distribution(counts: dict[str, dict[str, int]], labels: list[str], ax=
         ax.bar(xs, [data.get(l, 0) for l in labels], width=width * 0.95, label=c,
                color=PALETTE["without"] if c == "gold" else SERIES[k % len(SERIES)])
     ax.set_xticks(range(len(labels)), labels, rotation=15)
-    ax.set_ylabel("questions")
+    ax.set_ylabel("examples")
     ax.set_title(title)
     ax.legend(fontsize=8)
     return fig if own else ax

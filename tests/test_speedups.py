@@ -39,7 +39,7 @@ def test_batched_generation_equals_sequential_on_real_prompts(embedded):
 
 
 def test_prefix_shared_scoring_equals_full_forward_per_label(embedded):
-    task = get_task("ag_news", answer_mode="score")
+    task = get_task("ag_news", answer_mode="rank")
     examples = load_examples(task)[:6]
     reqs = []
     for exp in (None, Experience(("Sports news mentions teams and games.",)),
@@ -80,7 +80,7 @@ def test_prefix_shared_generation_equals_one_at_a_time(embedded):
 
 
 def test_shared_loglikelihood_counts_each_prefix_once(embedded):
-    task = get_task("trec", answer_mode="score")
+    task = get_task("trec", answer_mode="rank")
     examples = load_examples(task)[:5]
     exps = [Experience(("Questions starting with 'Who' ask for a human.",)),
             Experience(("Numbers answer 'how many' questions.", "Places answer 'where' questions."))]
@@ -138,7 +138,7 @@ def test_optimizer_stops_at_the_end_of_its_list_with_the_same_rules(embedded):
 
 @pytest.mark.slow
 def test_call_reuse_keeps_every_decision(tmp_path):
-    cfg = SEOConfig.preset("smoke", task="trec", answer_mode="score", steps=3, seed=11)
+    cfg = SEOConfig.preset("smoke", task="trec", answer_mode="rank", steps=3, seed=11)
     reused = make_llm("embedded", cache=tmp_path / "cache")
     plain = make_llm("embedded", cache=None)
     a = train(cfg, generator=reused, optimizer=reused, progress=False)
