@@ -101,6 +101,12 @@ GRIDS: dict[str, dict[str, Any]] = {
               "DEV_SIZE": 24, "TEST_SIZE": 60, "OPT_MAX_NEW_TOKENS": 48},
         seeds=(0, 1), validation=("fixed", "none"), comparison_off=True,
         val_sizes=(4, 16), weak_optimizer="embedded-4bit"),
+    # SST-2, label ranking, embedded model: the quick start's own budget (classroom),
+    # so the baseline cells are the quick start; about 2 minutes a cell on 2 cores
+    "sst2-rank": dict(
+        base={"TASK": "sst2", "ANSWER_MODE": "rank", "PRESET": "classroom"},
+        seeds=(0, 1, 2), validation=("fixed", "none"), comparison_off=True,
+        val_sizes=(4,), weak_optimizer=None),
     # a minute or two: checks the pipeline end to end
     "smoke": dict(
         base={"TASK": "trec", "ANSWER_MODE": "rank", "PRESET": "smoke", "STEPS": 1,
