@@ -55,22 +55,14 @@ _RUN_NAME = re.compile(r"^(reference|llm|rulebank)-s(\d+)$")
 
 # -- 1. reference experiences ----------------------------------------------------------------------
 def _packaged_file(name: str) -> Path:
-    """A data file that ships with seo_lite (repository ``data/``, or ``seo_lite/samples``
-    in an installed package)."""
-    here = Path(__file__).resolve().parent
-    for folder in (here / "samples", here.parent / "data"):
-        if (folder / name).is_file():
-            return folder / name
-    try:
-        from importlib.resources import files
+    """A data file that ships with seo_lite, beside the JSONL samples."""
+    from .data import shipped_data_folder
 
-        path = Path(str(files("seo_lite.samples") / name))
-        if path.is_file():
-            return path
-    except (ImportError, TypeError, ValueError):
-        pass
-    raise FileNotFoundError(f"{name} not found: it ships in the repository's data/ folder "
-                            "(seo_lite.samples in an installed package)")
+    folder = shipped_data_folder()
+    if folder is None or not (folder / name).is_file():
+        raise FileNotFoundError(f"{name} not found: it ships in the repository's data/ folder "
+                                "(seo_lite.samples in an installed package)")
+    return folder / name
 
 
 def load_references(path: str | os.PathLike | None = None) -> dict:
@@ -109,20 +101,6 @@ def evaluate_reference(task, generator, examples, *, split: str = "test", seed: 
 # -- the runs behind the comparison figure ------------------------------------------------------------
 def task_slug(task: str) -> str:
     return task.replace(":", "_")
-
-
-def _answer_mode(answer_mode: str | None, task: str, generator: str) -> str | None:
-    """``"auto"``: label ranking for a task with a label set on a local model (it
-    needs log-likelihoods), else the task's own default (None)."""
-    if answer_mode != "auto":
-        return answer_mode
-    from .tasks import get_task
-
-    from .tasks.base import ANSWER_MODES
-
-    local = generator == "embedded" or str(generator).startswith("hf:")
-    ranking = "rank" if "rank" in ANSWER_MODES else "score"
-    return ranking if local and get_task(task).labels else None
 
 
 def arm_configs(task: str, seed: int, *, preset: str = "classroom", overrides: dict | None = None,
@@ -172,7 +150,7 @@ def run_comparison(tasks: Sequence[str], seeds: Sequence[int], out: str | os.Pat
     gen = rulebank = llm_opt = None
     done = []
     for run_dir, cfg in plans:
-        if (run_dir / "final.json").is_file():
+        if is_finished(run_dir):
             log(f"done     {run_dir}")
             done.append(run_dir)
             continue

@@ -60,17 +60,9 @@ def shipped_data_folder() -> Path | None:
     folder, which an installed package (wheel, ``pip install git+...``) carries
     as ``seo_lite/samples``; None if neither is there."""
     here = Path(__file__).resolve().parent
-    for folder in (here / "samples", here.parent / "data"):
+    for folder in (here / "samples", here.parent / "data"):   # wheel, checkout (editable too)
         if folder.is_dir() and any(folder.glob("*.jsonl")):
             return folder
-    try:                                      # an editable install maps the package elsewhere
-        from importlib.resources import files
-
-        folder = Path(str(files("seo_lite.samples")))
-        if folder.is_dir() and any(folder.glob("*.jsonl")):
-            return folder
-    except (ImportError, TypeError, ValueError):
-        pass
     return None
 
 
