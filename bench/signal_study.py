@@ -31,7 +31,6 @@ import argparse
 import json
 import re
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -134,15 +133,15 @@ def use_prompt(version: str) -> None:
         raise SystemExit(f"unknown prompt {version!r}: current or v1")
 
 
-def run_one(task: str, seed: int, out: Path, preset: str, overrides: dict) -> float:
+def run_one(task: str, seed: int, out: Path, preset: str, overrides: dict) -> None:
+    """Run (or resume) one seed; a finished run is only read.  Its wall time is
+    in final.json (``invocation.seconds``)."""
     from seo_lite import SEOConfig, run_experiment
 
     if (out / "final.json").exists():
-        return float("nan")
+        return
     config = SEOConfig.preset(preset, task=task, seed=seed, **overrides)
-    t0 = time.perf_counter()
     run_experiment(config, out, progress=sys.stderr.isatty(), figure=False)
-    return time.perf_counter() - t0
 
 
 def _fmt(e: dict, sign: str = "") -> str:
@@ -169,11 +168,10 @@ def main(argv=None) -> int:
             overrides[k] = v
     root = Path(args.runs)
     use_prompt(args.prompt)
-    walls = {}
     if not args.report_only:
         for task in args.tasks:
             for seed in args.seeds:
-                walls[(task, seed)] = run_one(task, seed, root / f"{task}-s{seed}", args.preset, overrides)
+                run_one(task, seed, root / f"{task}-s{seed}", args.preset, overrides)
 
     print(f"\n1. Quick-start table ({args.preset}; {overrides or 'defaults'}); 95% paired bootstrap intervals")
     print(f"{'task':<9}{'seed':>4}  {'test without -> with':<22}{'test gain':<24}{'dev gain':<24}"
