@@ -17,6 +17,12 @@ paper's ablations, one factor at a time around a baseline:
   sampling at a much higher temperature; :data:`WEAK_OPTIMIZERS` names both
   and each cell records which one it used.  On a GPU, pass any model spec.
 
+Not in the paper: label ranking with calibration (``CALIBRATION =
+"contextual" | "batch"``, :mod:`seo_lite.tasks.calibration`).  These cells
+answer "what does SEO learn that calibration does not, and the reverse?":
+their test score without E is calibration alone, with E_T both
+(:func:`seo_lite.figures.calibration_figure`).
+
 Each setting runs with several seeds, so figures can show the spread across
 seeds (:func:`seo_lite.stats.across_seeds`).  Secrets never enter a
 parameter (papermill writes parameters into the executed notebook): API keys
@@ -54,10 +60,12 @@ def ablation_grid(base: dict | None = None, *, seeds: Sequence[int] = (0, 1, 2),
                   validation: Sequence[str] = ("fixed", "none"),
                   comparison_off: bool = True, val_sizes: Sequence[int] = (),
                   weak_optimizer: str | None = "embedded-4bit",
+                  calibrations: Sequence[str] = (),
                   extra: dict[str, dict] | None = None) -> list[GridCell]:
     """The one-factor-at-a-time grid around ``base`` (run_seo parameters).
 
     ``val_sizes`` lists the |D_t| values besides the baseline's own;
+    ``calibrations`` the label-ranking calibrations to train with (rank mode);
     ``extra`` adds named settings (``{"label": {PARAM: value}}``)."""
     base = dict(base or {})
     unknown = sorted(set(base) - set(RUN_PARAMETERS))
@@ -78,6 +86,7 @@ def ablation_grid(base: dict | None = None, *, seeds: Sequence[int] = (0, 1, 2),
             raise ValueError(f"unknown weak optimizer {weak_optimizer!r}; "
                              f"choose from {', '.join(WEAK_OPTIMIZERS)}")
         settings.append(("optimizer", weak_optimizer, WEAK_OPTIMIZERS[weak_optimizer][0]))
+    settings += [("calibration", c, {"CALIBRATION": c}) for c in calibrations]
     for label, change in (extra or {}).items():
         settings.append(("extra", label, dict(change)))
     cells = []
@@ -102,11 +111,13 @@ GRIDS: dict[str, dict[str, Any]] = {
         seeds=(0, 1), validation=("fixed", "none"), comparison_off=True,
         val_sizes=(4, 16), weak_optimizer="embedded-4bit"),
     # SST-2, label ranking, embedded model: the quick start's own budget (classroom),
-    # so the baseline cells are the quick start; about 2 minutes a cell on 2 cores
+    # so the baseline cells are the quick start; about 2 minutes a cell on 2 cores,
+    # 24 cells
     "sst2-rank": dict(
         base={"TASK": "sst2", "ANSWER_MODE": "rank", "PRESET": "classroom"},
         seeds=(0, 1, 2), validation=("fixed", "none"), comparison_off=True,
-        val_sizes=(4,), weak_optimizer=None),
+        val_sizes=(4, 32), weak_optimizer="embedded-hot",
+        calibrations=("contextual", "batch")),
     # a minute or two: checks the pipeline end to end
     "smoke": dict(
         base={"TASK": "trec", "ANSWER_MODE": "rank", "PRESET": "smoke", "STEPS": 1,
