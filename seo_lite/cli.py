@@ -109,6 +109,11 @@ def cmd_tasks(args) -> int:
         t = get_task(name)
         print(f"{name:<28}{t.family:<16}{t.answer_mode:<10}{', '.join(t.metric_names)}")
     print("\nflores:<src>-<tgt> takes any pair of FLORES-200 codes in the data file (e.g. flores:en-de).")
+    print("Your own JSONL file, no code (options: --task-option KEY=VALUE, or task_options):\n"
+          "  translation     data_file, source_column, target_column, source_lang, target_lang\n"
+          "  classification  data_file, labels (and text_column, label_column)\n"
+          "e.g. seo-lite run --task classification --task-option data_file=my.jsonl "
+          "--task-option 'labels=[\"yes\", \"no\"]'")
     return 0
 
 

@@ -13,7 +13,10 @@
   :func:`seo_lite.generalization.evaluate_generalization`): the
   out-of-distribution bars and the transfer matrix across translation directions;
 * **validation-noise studies** (``validation_noise*.json``, written by the
-  validation chapter with :func:`seo_lite.noise_study.validation_noise`).
+  validation chapter with :func:`seo_lite.noise_study.validation_noise`);
+* **baseline comparisons** (``<task>/{reference,llm,rulebank}-s<seed>/``, written by
+  ``python -m seo_lite.baselines run``): one comparison figure per task
+  (:func:`seo_lite.baselines.build_figures`).
 
 Nothing is read from a notebook's memory: a figure is a function of files.
 Each names the models that made it in its footnote.  A run directory without
@@ -143,7 +146,8 @@ def _label(cell: GridCell) -> str:
 def ablation_figure(grid_dir: str | os.PathLike, out: str | os.PathLike) -> Path | None:
     """Test score with the learned experience and its paired gain over no experience,
     per setting (mean over seeds, 95% interval, one dot per seed)."""
-    rows = [r for r in grid_runs(grid_dir) if r[0].factor != "val_size"]
+    # calibration cells have their own figure: their "without E" is calibrated
+    rows = [r for r in grid_runs(grid_dir) if r[0].factor not in ("val_size", "calibration")]
     if not rows:
         return None
     order: list[tuple[str, str]] = []
@@ -279,13 +283,77 @@ def evolution_figure(run, final: dict | None, path: Path, label: str = "") -> Pa
     return plots.save(fig, path)
 
 
+def calibration_contrasts(grid_dir: str | os.PathLike) -> dict | None:
+    """Per seed, the four test scores of "what does SEO learn that calibration
+    does not, and the reverse?": no experience, SEO alone (the baseline cells),
+    calibration alone and both (a ``calibration`` cell: trained and tested with
+    calibration), for each calibration the grid holds.  Seeds with a baseline
+    and a calibration cell are paired (same seed, same test examples).
+
+    Returns ``{"seeds": [...], "scores": {condition: [per seed]}, "contrasts":
+    {name: [per seed]}}`` or None when the grid has no calibration cell."""
+    rows = grid_runs(grid_dir)
+    base = {c.seed: f for c, _, f in rows if c.factor == "baseline"}
+    cal: dict[str, dict[int, dict]] = {}
+    for c, _, f in rows:
+        if c.factor == "calibration" and c.seed in base:
+            cal.setdefault(c.level, {})[c.seed] = f
+    if not cal:
+        return None
+    seeds = sorted(set(base).intersection(*[set(v) for v in cal.values()]))
+    if not seeds:
+        return None
+    test = lambda f, key: f["comparisons"]["test"][key]["score"]["mean"]
+    scores = {"no experience": [test(base[s], "without") for s in seeds],
+              "SEO alone": [test(base[s], "with") for s in seeds]}
+    contrasts = {"SEO over nothing": [a - b for a, b in zip(scores["SEO alone"],
+                                                             scores["no experience"])]}
+    for level, by_seed in cal.items():
+        alone = [test(by_seed[s], "without") for s in seeds]
+        both = [test(by_seed[s], "with") for s in seeds]
+        scores[f"{level} calibration alone"] = alone
+        scores[f"SEO + {level} calibration"] = both
+        contrasts[f"{level} over nothing"] = [a - b for a, b in zip(alone, scores["no experience"])]
+        contrasts[f"SEO over {level}"] = [a - b for a, b in zip(both, alone)]
+        contrasts[f"{level} over SEO"] = [a - b for a, b in zip(both, scores["SEO alone"])]
+    return {"seeds": seeds, "scores": scores, "contrasts": contrasts}
+
+
+def calibration_figure(grid_dir: str | os.PathLike, out: str | os.PathLike) -> Path | None:
+    """Left: test score under no experience / SEO / calibration / both; right:
+    what each adds to the other (differences of test scores on the same
+    examples, one per seed), each with a 95% t-interval across seeds."""
+    got = calibration_contrasts(grid_dir)
+    if got is None:
+        return None
+    rows = [r for r in grid_runs(grid_dir) if r[0].factor in ("baseline", "calibration")]
+    n = len(got["seeds"])
+    fig, (ax1, ax2) = plots.figure(12.5, 4.2, ncols=2)
+    for ax, series, ylabel, title, limits in (
+            (ax1, got["scores"], "test score", "Test score", (0.0, 1.0)),
+            (ax2, got["contrasts"], "difference in test score", "What one adds to the other",
+             (-1.0, 1.0))):
+        groups = [{"label": name, "values": vals, "estimate": across_seeds(vals).to_dict(),
+                   "kind": "baseline" if name.startswith("SEO") else "setting"}
+                  for name, vals in series.items()]
+        plots.ablation_bars(groups, ax=ax, ylabel=ylabel, title=title, limits=limits)
+    plots.chance_line(ax1, plots.chance_level(rows[0][2]))
+    fig.tight_layout()
+    plots.footnote(fig, plots.models_note_many([(r, f) for _, r, f in rows]) +
+                   f"\nbars: mean over seeds {got['seeds']}; error bars: 95% t-interval across "
+                   f"{n} seeds; dots: single seeds; green: with a learned experience; "
+                   "'X over Y': score(X and Y together, or X) - score(Y), same test examples")
+    return plots.save(fig, Path(out) / f"{Path(grid_dir).name}-calibration.png")
+
+
 def grid_figures(grid_dir: Path, out: Path, log: Log) -> list[Path]:
     rows = grid_runs(grid_dir)
     cells = read_grid(grid_dir)
     log(f"grid {grid_dir}: {len(rows)} of {len(cells)} cells finished")
     if not rows:
         return []
-    paths = [ablation_figure(grid_dir, out), val_size_figure(grid_dir, out)]
+    paths = [ablation_figure(grid_dir, out), val_size_figure(grid_dir, out),
+             calibration_figure(grid_dir, out)]
     settings = [(_label(c).replace("\n", " "), r, f) for c, r, f in rows]
     paths.append(learning_curves_figure(settings, out / f"{grid_dir.name}-learning-curves.png",
                                         title="Every setting", average=True))
@@ -387,7 +455,9 @@ def build_all(runs_root: str | os.PathLike = "runs", out: str | os.PathLike = "f
     say = log or (lambda s: None)
     root, out = Path(runs_root), Path(out)
     found = discover(root)
-    if not any(found[k] for k in ("grids", "runs", "generalization", "noise")):
+    from .baselines import build_figures as comparison_figures, collect as comparisons
+
+    if not any(found[k] for k in ("grids", "runs", "generalization", "noise")) and not comparisons(root):
         where = f"{root} does not exist" if not root.is_dir() else f"{root} holds no finished run"
         say(f"no figures built: {where}. Make runs first, e.g. `seo-lite run --task trec "
             f"--answer-mode rank --preset smoke --out {root / 'trec-smoke'}` or "
@@ -407,6 +477,8 @@ def build_all(runs_root: str | os.PathLike = "runs", out: str | os.PathLike = "f
         paths += [p] if p else []
     for n in found["noise"]:
         paths.append(noise_figure(n, out))
+    if comparisons(root):
+        paths += comparison_figures(root, out, log=say)
     if found["unfinished"]:
         say(f"left out {len(found['unfinished'])} unfinished run(s) (no final.json), e.g. "
             f"{found['unfinished'][0]}")
@@ -414,5 +486,6 @@ def build_all(runs_root: str | os.PathLike = "runs", out: str | os.PathLike = "f
 
 
 __all__ = ["build_all", "discover", "grid_runs", "ablation_figure", "val_size_figure",
+           "calibration_contrasts", "calibration_figure",
            "learning_curves_figure", "evolution_figure", "ood_figure", "transfer_figure",
            "noise_figure"]

@@ -255,6 +255,13 @@ def test_comparison_runs_resume_and_the_figure_is_built_from_them(compare_runs):
     assert 0 < u["rulebank"]["generator_requests"] <= 1 * (2 * 1 + (1 + 1) * 2)
     assert 0 < u["llm"]["generator_requests"] <= 1 * (2 * 1 + (1 + 1) * 2)
     assert len(summary["verdict"]) == len(summary["differences"])
+    # `seo-lite figures` builds the comparison too, among the other figures of the folder
+    from seo_lite.figures import build_all
+    built = build_all(runs, root / "all-figures", log=None)
+    assert "comparison-trec.png" in {p.name for p in built}
+    again = json.loads((root / "all-figures" / "comparison-trec.json").read_text())
+    assert {a: v["per_seed"] for a, v in again["arms"].items()} == \
+        {a: v["per_seed"] for a, v in summary["arms"].items()}
 
 
 @pytest.mark.slow

@@ -380,3 +380,41 @@ def test_tiny_grid_through_papermill_builds_figures_and_resumes(tmp_path, monkey
     assert [s.status for s in again] == ["done", "done"]
     assert len(grid_runner.executions(grid_dir)) == 2                       # nothing executed twice
     assert {p: p.stat().st_mtime_ns for p in grid_dir.glob("*.ipynb")} == mtimes
+
+
+def test_calibration_cells_give_the_four_conditions_and_their_contrasts(tmp_path):
+    """Calibration x SEO: per seed, no experience and SEO alone come from the
+    baseline cell, calibration alone and both from the calibration cell, and
+    each contrast is a difference of those scores on the same test examples."""
+    cells = ablation.ablation_grid(TINY, seeds=(0, 1, 2), validation=(), comparison_off=False,
+                                   weak_optimizer=None, calibrations=("batch",))
+    assert sorted({(c.factor, c.level) for c in cells}) == [("baseline", "baseline"),
+                                                           ("calibration", "batch")]
+    assert all(c.params.get("CALIBRATION") == "batch" for c in cells if c.factor == "calibration")
+    grid_runner.run_grid(cells, tmp_path / "cal", execute=in_process([]), log=None)
+    got = figures.calibration_contrasts(tmp_path / "cal")
+    assert got["seeds"] == [0, 1, 2]
+    runs = figures.grid_runs(tmp_path / "cal")
+    finals = {(c.factor, c.seed): f for c, _, f in runs}
+    assert {r.config.calibration for c, r, _ in runs if c.factor == "calibration"} == {"batch"}
+    test = lambda f, k: f["comparisons"]["test"][k]["score"]["mean"]
+    for i, seed in enumerate(got["seeds"]):
+        base, cal = finals[("baseline", seed)], finals[("calibration", seed)]
+        assert got["scores"]["no experience"][i] == test(base, "without")
+        assert got["scores"]["batch calibration alone"][i] == test(cal, "without")
+        assert got["scores"]["SEO + batch calibration"][i] == test(cal, "with")
+        # "SEO over batch" is the calibration run's own paired gain
+        assert got["contrasts"]["SEO over batch"][i] == pytest.approx(
+            cal["comparisons"]["test"]["paired"]["diff"]["mean"])
+    assert list(got["scores"]) == ["no experience", "SEO alone", "batch calibration alone",
+                                   "SEO + batch calibration"]
+    assert list(got["contrasts"]) == ["SEO over nothing", "batch over nothing", "SEO over batch",
+                                      "batch over SEO"]
+    path = figures.calibration_figure(tmp_path / "cal", tmp_path / "figs")
+    assert path.name == "cal-calibration.png" and _is_png(path)
+
+
+def test_calibration_figure_needs_calibration_cells(grid, tmp_path):
+    _, grid_dir, _ = grid
+    assert figures.calibration_contrasts(grid_dir) is None
+    assert figures.calibration_figure(grid_dir, tmp_path) is None

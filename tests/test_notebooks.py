@@ -206,7 +206,7 @@ def test_parameters(work: Path) -> dict[str, dict]:
                                "RUN_NOTEBOOK": str(NB_DIR / "run_seo.ipynb"),   # not in the package
                                "BASE": {"TASK": "trec", "ANSWER_MODE": "rank", **RUN_TINY},
                                "SEEDS": [0], "VALIDATION_LEVELS": ["none"], "COMPARISON_OFF": False,
-                               "VAL_SIZES": [], "WEAK_OPTIMIZER": None,
+                               "VAL_SIZES": [], "WEAK_OPTIMIZER": None, "CALIBRATIONS": [],
                                "FIGURES_DIR": str(work / "chapter06" / "figures")},
         "07_generalisation.ipynb": {"TRAIN_OVERRIDES": {"steps": 1, "batch_size": 1, "num_candidates": 1,
                                                         "val_size": 2, "train_size": 6, "dev_size": 1,

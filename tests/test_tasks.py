@@ -417,3 +417,25 @@ def test_own_translation_file_with_embedded_model(embedded, tmp_path):
     metrics = task.evaluate_predictions(preds, examples)
     assert set(metrics) == {"bleu", "chrf", "score"} and 0.0 <= metrics["bleu"] <= 100.0
     assert metrics["score"] == pytest.approx(sum(p.score for p in preds) / 2)
+
+
+def test_the_file_routes_work_from_the_command_line_as_seo_lite_tasks_says(tmp_path, capsys):
+    """`seo-lite tasks` prints how to run your own classification file; that recipe runs
+    (as a dry run: the task, its file and the splits are built, no model is loaded)."""
+    from seo_lite.cli import main
+
+    assert main(["tasks"]) == 0
+    listing = capsys.readouterr().out
+    assert "--task classification --task-option data_file=" in listing
+    rows = [{"text": f"ticket {i}", "label": ["bug", "feature", "question"][i % 3]} for i in range(12)]
+    path = _jsonl(tmp_path / "tickets.jsonl", rows)
+    rc = main(["run", "--task", "classification", "--task-option", f"data_file={path}",
+               "--task-option", 'labels=["bug", "feature", "question"]', "--preset", "smoke",
+               "--train-size", "6", "--dev-size", "2", "--test-size", "2", "--val-size", "2",
+               "--dry-run"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "Dry run (no model loaded): classification" in out
+    # the file is read: a missing one is a clear error, not an estimate
+    rc = main(["run", "--task", "classification", "--task-option", f"data_file={tmp_path / 'nope.jsonl'}",
+               "--task-option", 'labels=["bug", "feature"]', "--preset", "smoke", "--dry-run"])
+    assert rc == 2 and "nope.jsonl" in capsys.readouterr().err
