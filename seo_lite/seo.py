@@ -156,9 +156,12 @@ def propose_candidates(task: Task, optimizer: LLM, trials: Sequence[Trial],
     replies = optimizer.generate(reqs, role="optimizer", progress=progress)
     out: list[Candidate] = []
     seen: dict[tuple, str] = {experience.rules: "E_t"}
+    kept = 0                     # tokens of the freshly generated replies that became rules
     for i, (req, reply) in enumerate(zip(reqs, replies)):
         tr = trials[i // config.num_candidates]
         parsed = Experience.parse(reply.text, config.max_rules)
+        if not reply.cached and parsed.experience:
+            kept += optimizer.count_tokens(parsed.experience.render()) or 0
         c = Candidate(id=f"c{i}", example_id=tr.example.id, sample_index=req.sample_index,
                       raw=reply.text, experience=parsed.experience, failure=parsed.error,
                       cut=parsed.cut, notes=parsed.notes)
@@ -169,6 +172,8 @@ def propose_candidates(task: Task, optimizer: LLM, trials: Sequence[Trial],
             else:
                 seen[key] = c.id
         out.append(c)
+    if kept:
+        optimizer.usage.add("optimizer", completion_tokens_kept=kept)
     return out
 
 

@@ -48,7 +48,15 @@ def test_smoke_run_writes_a_complete_run_directory(smoke_run):
         assert len(s["candidates"]) == CFG.batch_size * CFG.num_candidates
         assert len(s["validation_ids"]) == CFG.val_size
         assert not set(s["validation_ids"]) & set(s["batch_ids"])
-        assert s["usage"]["optimizer"]["calls"] + s["usage"]["optimizer"]["cache_hits"] == 4
+        opt = s["usage"]["optimizer"]
+        assert opt["calls"] + opt["cache_hits"] == 4
+        # tokens the parser kept (the rules, in the model's tokenizer) are a part of those generated
+        valid = [c for c in s["candidates"] if c["experience"]]
+        if opt["calls"] and valid:
+            assert 0 < opt["completion_tokens_kept"] <= opt["completion_tokens"]
+            assert opt["completion_tokens_kept"] >= min(
+                llm.count_tokens("\n".join(f"{i}. {r}" for i, r in enumerate(c["experience"], 1)))
+                for c in valid)
         for c in s["candidates"]:
             assert c["raw"].startswith("1."), "the optimizer reply is pre-filled with '1.'"
             assert (c["experience"] is None) == (c["failure"] is not None)

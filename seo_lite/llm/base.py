@@ -264,6 +264,14 @@ class LLM(ABC):
         sample_index = params.pop("sample_index", 0)
         return self.generate(Request(prompt, GenParams(**params), sample_index), role=role).text
 
+    def count_tokens(self, text: str) -> int | None:
+        """Tokens of ``text`` in this model's own tokenizer (a loaded local
+        model), or None where there is none to ask (API models, scripted ones)."""
+        if not getattr(self, "loaded", False):
+            return None
+        tok = getattr(self, "tokenizer", None)
+        return len(tok.encode(text, add_special_tokens=False)) if hasattr(tok, "encode") else None
+
     @property
     def name(self) -> str:
         return str(self.identity().get("model", self.backend))
