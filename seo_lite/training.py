@@ -41,9 +41,9 @@ def train(config: SEOConfig, *, task=None, splits=None, generator=None, optimize
     experience = records[-1].experience_after if records else initial
     bar = None
     if progress and config.steps > len(records):
-        from tqdm.auto import tqdm
+        from .llm.progress import reporter      # a bar, plain lines off a terminal, or off
 
-        bar = tqdm(total=config.steps, initial=len(records), desc="SEO steps")
+        bar = reporter(config.steps, "SEO steps", initial=len(records), leave=True)
     for record in seo_steps(task, generator, optimizer, splits.train, config, experience,
                             start=len(records), progress=progress):
         if store is not None:

@@ -196,3 +196,17 @@ def test_resume_after_interrupt_gives_the_same_run(tmp_path):
     assert resumed.experience == full.experience
     lines = (tmp_path / "cut" / "steps.jsonl").read_text().splitlines()
     assert [json.loads(x)["step"] for x in lines] == [0, 1, 2, 3]
+
+
+def test_step_progress_follows_the_progress_setting(monkeypatch, capsys):
+    """Off a terminal (SEO_LITE_PROGRESS=lines) the steps report as plain lines with the
+    accepted count; "off" prints nothing."""
+    monkeypatch.setenv("SEO_LITE_PROGRESS", "lines")
+    train(cfg(steps=2), task=YesTask(), splits=splits(), generator=generator(),
+          optimizer=optimizer(f"1. {GOOD}"), progress=True)
+    err = capsys.readouterr().err
+    assert "SEO steps: 2/2 (100%)" in err and "accepted=1" in err and "\r" not in err
+    monkeypatch.setenv("SEO_LITE_PROGRESS", "off")
+    train(cfg(steps=2), task=YesTask(), splits=splits(), generator=generator(),
+          optimizer=optimizer(f"1. {GOOD}"), progress=True)
+    assert "SEO steps" not in capsys.readouterr().err
