@@ -68,6 +68,7 @@ def main(argv=None) -> int:
                                        if role in (None, r))
     requested, computed = total("prompt_tokens"), total("prompt_tokens_computed")
     opt_tokens, opt_seconds = total("completion_tokens", "optimizer"), total("seconds", "optimizer")
+    opt_kept = total("completion_tokens_kept", "optimizer")
     decisions = lambda out: [(s["decision"]["accepted"], s["decision"]["chosen"], s["experience_after"])
                              for s in steps(out)]
     same_decisions = decisions(root / "cold") == decisions(root / "nocache") == decisions(root / "warm")
@@ -87,7 +88,8 @@ def main(argv=None) -> int:
                 "same decisions with the cache off": same_decisions,
                 "cache off run": f"{nocache_s:.1f} s"}),
         Result("optimizer seconds per step", opt_seconds / len(cold_steps), None, "s",
-               {"optimizer tokens generated per step": round(opt_tokens / len(cold_steps), 1)}),
+               {"optimizer tokens generated per step": round(opt_tokens / len(cold_steps), 1),
+                "of those, kept as rules by the parser": round(opt_kept / len(cold_steps), 1)}),
     ]
     print(f"run folders: {root}")
     return report(results, args.json)
