@@ -82,6 +82,18 @@ def is_finished(run_dir: str | os.PathLike) -> bool:
     return (Path(run_dir) / "final.json").is_file()
 
 
+def kernel_config():
+    """Traitlets config for the kernels papermill starts: encrypted transport
+    where jupyter_client offers it (``transport_encryption``; ipykernel >= 7.3
+    warns on every start of an unencrypted TCP kernel), else nothing."""
+    from jupyter_client.manager import KernelManager
+    from traitlets.config import Config
+
+    if "transport_encryption" not in KernelManager.class_trait_names():
+        return Config()
+    return Config({"KernelManager": {"transport_encryption": "auto"}})
+
+
 def _papermill(notebook: Path, output: Path, parameters: dict, kernel_name: str,
                cwd: Path) -> None:
     import papermill as pm
@@ -95,7 +107,7 @@ def _papermill(notebook: Path, output: Path, parameters: dict, kernel_name: str,
     try:
         pm.execute_notebook(str(notebook), str(output), parameters=parameters,
                             kernel_name=kernel_name, progress_bar=False, log_output=False,
-                            cwd=str(cwd))
+                            cwd=str(cwd), config=kernel_config())
     finally:
         if given is None:
             os.environ.pop(ENV_PROGRESS, None)

@@ -350,7 +350,7 @@ def test_a_failing_cell_is_recorded_and_the_grid_goes_on(tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_grid_through_papermill_builds_figures_and_resumes(tmp_path, monkeypatch):
+def test_tiny_grid_through_papermill_builds_figures_and_resumes(tmp_path, monkeypatch, capfd):
     """The real thing: run_seo.ipynb executed by papermill with the embedded model."""
     cache = tmp_path / "cache"
     cache.mkdir()
@@ -367,6 +367,8 @@ def test_tiny_grid_through_papermill_builds_figures_and_resumes(tmp_path, monkey
     grid_dir = tmp_path / "runs" / "papermill-grid"
     status = grid_runner.run_grid(cells, grid_dir, log=None)
     assert [s.status for s in status] == ["ran", "ran"], [s.error for s in status]
+    # the kernels' own console stays quiet (no unencrypted-TCP warning on every start)
+    assert "without encryption" not in capfd.readouterr().err
     for c in cells:
         nb = json.loads((grid_dir / f"{c.name}.ipynb").read_text())
         injected = [cell for cell in nb["cells"] if "injected-parameters" in cell["metadata"].get("tags", [])]

@@ -21,6 +21,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from seo_lite.grid_runner import kernel_config
+
 REPO = Path(__file__).resolve().parents[1]
 NB_DIR = REPO / "notebooks"
 NOTEBOOKS = sorted(NB_DIR.glob("*.ipynb"))
@@ -254,7 +256,8 @@ def test_notebook_executes(name, work):
     out.parent.mkdir(exist_ok=True)
     t0 = time.perf_counter()
     pm.execute_notebook(str(NB_DIR / name), str(out), parameters=params, kernel_name="python3",
-                        cwd=str(work), progress_bar=False, log_output=False)
+                        cwd=str(work), progress_bar=False, log_output=False,
+                        config=kernel_config())
     TIMES[name] = time.perf_counter() - t0
     executed = _read(out)
     errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
