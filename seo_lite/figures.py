@@ -367,25 +367,37 @@ def grid_figures(grid_dir: Path, out: Path, log: Log) -> list[Path]:
     return [p for p in paths if p is not None]
 
 
+def _seeds_note(rows: list[dict], n_label: str = "examples") -> str:
+    seeds = rows[0].get("seeds")
+    if seeds:
+        return (f"bars and cells: mean over seeds {seeds} (each seed learned its own E_T); "
+                f"95% t-intervals across the {len(seeds)} seeds")
+    return "95% paired bootstrap intervals over the " + n_label
+
+
 def ood_figure(results: list[dict], out: Path) -> Path | None:
-    """In-domain test and out-of-distribution scores, without and with E_T."""
-    rows = [r for r in results if r["pair"].startswith("ood_")]
+    """In-domain test and out-of-distribution scores, without and with E_T
+    (several seeds of a pair: their mean, with a t-interval across seeds)."""
+    from .generalization import merge_seeds
+
+    rows = merge_seeds([r for r in results if r["pair"].startswith("ood_")])
     if not rows:
         return None
-    fig, axes = plots.figure(5.0 * len(rows), 3.6, ncols=len(rows))
+    fig, axes = plots.figure(5.0 * len(rows), 3.8, ncols=len(rows))
     axes = axes if isinstance(axes, list) else [axes]
     for ax, res in zip(axes, rows):
         groups = []
-        if res.get("in_domain"):
-            groups.append({"label": f"{res['train_task']}\n(in domain, n={res['in_domain']['n']})",
-                           **{k: res["in_domain"][k] for k in ("with", "without")}})
-        for task, r in res["results"].items():
-            groups.append({"label": f"{task}\n(OOD, n={r['n']})", "with": r["with"],
-                           "without": r["without"]})
+        entries = ([(f"{res['train_task']}\n(in domain", res["in_domain"])] if res.get("in_domain") else [])
+        entries += [(f"{task}\n(OOD", r) for task, r in res["results"].items()]
+        for label, r in entries:
+            d = r["diff"]
+            groups.append({"label": f"{label}, n={r['n']})\ndiff {d['mean']:+.3f} "
+                                    f"[{d['low']:+.3f}, {d['high']:+.3f}]",
+                           "with": r["with"], "without": r["without"]})
         plots.paired_bars(groups, ax=ax, title=f"{res['pair']}: E_T learned on {res['train_task']}")
     fig.tight_layout()
     plots.footnote(fig, _results_note(rows) + "\nmean per-example score (QA: token F1, "
-                   "translation: chrF/100) with 95% bootstrap intervals")
+                   "translation: chrF/100); " + _seeds_note(rows))
     return plots.save(fig, out / "ood.png")
 
 
@@ -404,7 +416,7 @@ def _results_note(results: list[dict]) -> str:
 
 def transfer_figure(results: list[dict], out: Path) -> Path | None:
     """The transfer matrix across translation directions (paired chrF gain)."""
-    from .generalization import direction_label, transfer_matrix
+    from .generalization import direction_label, merge_seeds, transfer_matrix
 
     rows = [r for r in results if r["pair"].startswith("transfer_")]
     if not rows:
@@ -429,8 +441,11 @@ def transfer_figure(results: list[dict], out: Path) -> Path | None:
                         cbar_label="chrF gain with E_T (points)")
     n = sorted({c["n"] for c in m["cells"].values()})
     fig.tight_layout()
-    plots.footnote(fig, _results_note(rows) + f"\ncells: paired chrF difference (with E_T - without) "
-                   f"and its 95% bootstrap interval on n = {', '.join(map(str, n))} sentences; "
+    seeds = sorted({tuple(r.get("seeds") or ()) for r in merge_seeds(rows)})
+    how = (f"mean over seeds {list(seeds[0])} with its 95% t-interval across seeds"
+           if seeds and seeds[0] else "its 95% paired bootstrap interval")
+    plots.footnote(fig, _results_note(rows) + f"\ncells: paired chrF difference (with E_T - without), "
+                   f"{how}; n = {', '.join(map(str, n))} sentences per seed; "
                    "framed: the direction the experience was learned on (its test split)")
     return plots.save(fig, out / "transfer-matrix.png")
 

@@ -144,6 +144,47 @@ def direction_label(task_name: str) -> str:
     return task_name.split(":", 1)[-1].replace("-", "\u2192")
 
 
+def _family(task_name: str) -> str:
+    fam = get_task(task_name).family
+    return "qa" if "qa" in fam else fam
+
+
+def merge_seeds(results: Sequence[dict]) -> list[dict]:
+    """One result per pair: results of the same pair from runs with different
+    seeds are combined, per target task, into the mean over seeds with a 95%
+    t-interval across seeds (``seeds`` and ``per_seed`` kept beside them; ``n``
+    is the examples per seed).  A pair with one result is returned as it is."""
+    from .stats import across_seeds
+
+    by_pair: dict[str, list[dict]] = {}
+    for r in results:
+        by_pair.setdefault(r["pair"], []).append(r)
+    out = []
+    for pair, group in by_pair.items():
+        if len(group) == 1:
+            out.append(group[0])
+            continue
+        group = sorted(group, key=lambda r: r.get("config", {}).get("seed", 0))
+        seeds = [r.get("config", {}).get("seed") for r in group]
+
+        def combine(entries: list[dict]) -> dict:
+            merged = {"n": entries[0]["n"], "seeds": seeds, "per_seed": {}}
+            for key in ("with", "without", "diff"):
+                vals = [e[key]["mean"] for e in entries]
+                merged[key] = across_seeds(vals).to_dict()
+                merged["per_seed"][key] = vals
+            return merged
+
+        tasks = [t for t in group[0]["results"] if all(t in r["results"] for r in group)]
+        merged = {**group[0], "seeds": seeds, "experience": [r["experience"] for r in group],
+                  "results": {t: combine([r["results"][t] for r in group]) for t in tasks},
+                  "in_domain": (combine([r["in_domain"] for r in group])
+                                if all(r.get("in_domain") for r in group) else None)}
+        merged.pop("path", None)
+        out.append(merged)
+    return out
+
+
 def transfer_matrix(results: Sequence[dict], value: str = "diff") -> dict:
     """Rows: the direction an experience was learned on; columns: the other
     language of the direction it is used on (so en->de and de->en rows line up:
@@ -151,6 +192,7 @@ def transfer_matrix(results: Sequence[dict], value: str = "diff") -> dict:
     learned direction's own column holds its in-domain test result.  ``value``:
     ``diff`` (with - without), ``with`` or ``without``; cells are means, with the
     interval and n kept beside them."""
+    results = merge_seeds(results)
     rows, cols, cells = [], [], {}
     known = list(GENERALIZATION)
     order = lambda r: (known.index(r["pair"]) if r["pair"] in known else len(known), r["pair"])
@@ -172,14 +214,18 @@ def transfer_matrix(results: Sequence[dict], value: str = "diff") -> dict:
 
 
 # -- a whole study: train on each source task, evaluate on its targets ----------------------------
-#: The CPU study behind figures/ood.png and figures/transfer-matrix.png (and chapter 7's defaults).
+#: The CPU study behind figures/ood.png and figures/transfer-matrix.png: each source task
+#: learned with 3 seeds at a reduced classroom budget (4 steps, |D_t| = 8), then used as
+#: it is on 100 2WikiMultihopQA questions and on 40 FLORES sentences per direction.
 CPU_STUDY = dict(
-    pairs=("ood_hotpotqa_to_2wiki", "transfer_flores_en-de", "transfer_flores_de-en"),
-    preset="smoke",
-    overrides={"steps": 3, "batch_size": 2, "num_candidates": 2, "val_size": 6, "train_size": 24,
-               "dev_size": 8, "test_size": 12, "opt_max_new_tokens": 48},
-    max_new_tokens={"qa": 24, "translation": 40},
-    eval_size=12)
+    pairs=("ood_hotpotqa_to_2wiki", "transfer_flores_de-en"),
+    seeds=(0, 1, 2),
+    preset="classroom",
+    overrides={"steps": 4, "val_size": 8, "dev_size": 20},
+    family_overrides={"qa": {"test_size": 80}, "translation": {"test_size": 60}},
+    max_new_tokens={"translation": 80},
+    eval_size={"qa": 100, "translation": 40},
+    langs=("fr", "ru", "zh"))
 
 
 def source_config(train_task: str, *, preset: str = "smoke", overrides: dict | None = None,
@@ -207,24 +253,32 @@ def run_name(task_name: str) -> str:
 
 
 def run_study(runs_dir: str | os.PathLike, *, pairs: Sequence[str], preset: str, overrides: dict,
-              max_new_tokens: dict, eval_size: int, langs: Sequence[str] | None = None,
-              seed: int = 0, data_source: str = "local", progress: bool = True) -> list[dict]:
-    """Train once per source task (resuming its run directory) and evaluate its
-    experience on the pair's targets (``langs`` restricts translation targets)."""
+              max_new_tokens: dict, eval_size: int | dict, langs: Sequence[str] | None = None,
+              seeds: Sequence[int] = (0,), family_overrides: dict | None = None,
+              data_source: str = "local", progress: bool = True) -> list[dict]:
+    """Train once per source task and seed (resuming its run directory
+    ``<task>-s<seed>``) and evaluate its experience on the pair's targets
+    (``langs`` restricts translation targets).  ``family_overrides`` and
+    ``eval_size`` may differ per task family (``{"qa": ..., "translation": ...}``)."""
     from .experiment import run_experiment
     from .runs import safe_run_path
 
     out = []
     for pair in pairs:
         spec = GENERALIZATION[pair]
-        cfg = source_config(spec["train"], preset=preset, overrides=overrides,
-                            max_new_tokens=max_new_tokens, seed=seed, data_source=data_source)
-        run_dir = safe_run_path(runs_dir, run_name(spec["train"]))
-        result = run_experiment(cfg, run_dir, progress=progress)
-        targets = [t for t in spec["eval"] if langs is None or other_language(get_task(t).name) in langs]
-        out.append(evaluate_generalization(run_dir, pair, size=eval_size, tasks=targets,
-                                           progress=progress))
-        print(result.run.summary() if progress else "", end="\n" if progress else "")
+        family = _family(spec["train"])
+        size = eval_size[family] if isinstance(eval_size, dict) else eval_size
+        for seed in seeds:
+            cfg = source_config(spec["train"], preset=preset,
+                                overrides={**overrides, **(family_overrides or {}).get(family, {})},
+                                max_new_tokens=max_new_tokens, seed=seed, data_source=data_source)
+            run_dir = safe_run_path(runs_dir, f"{run_name(spec['train'])}-s{seed}")
+            result = run_experiment(cfg, run_dir, progress=progress)
+            targets = [t for t in spec["eval"]
+                       if langs is None or other_language(get_task(t).name) in langs]
+            out.append(evaluate_generalization(run_dir, pair, size=size, tasks=targets,
+                                               progress=progress))
+            print(result.run.summary() if progress else "", end="\n" if progress else "")
     return out
 
 
@@ -237,12 +291,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m seo_lite.generalization", description=main.__doc__)
     ap.add_argument("--runs", default="runs/generalization")
-    ap.add_argument("--eval-size", type=int, default=CPU_STUDY["eval_size"])
+    ap.add_argument("--eval-size", type=int, default=None,
+                    help="examples per target task (default: 100 QA, 40 translation)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None)
     args = ap.parse_args(argv)
     t0 = time.time()
-    study = {**CPU_STUDY, "eval_size": args.eval_size}
+    study = dict(CPU_STUDY)
+    if args.eval_size is not None:
+        study["eval_size"] = args.eval_size
+    if args.seeds is not None:
+        study["seeds"] = tuple(args.seeds)
     for res in run_study(args.runs, **study):
-        print(f"{res['pair']}: learned on {res['train_task']} ({len(res['experience'])} rules)")
+        print(f"{res['pair']}: learned on {res['train_task']}, seed {res['config']['seed']} "
+              f"({len(res['experience'])} rules)")
         for task, r in res["results"].items():
             d = r["diff"]
             print(f"  {task:<22} n={r['n']:<3} without {r['without']['mean']:.3f}  with {r['with']['mean']:.3f}"
@@ -251,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["evaluate_generalization", "load_results", "pairs_for", "transfer_matrix",
+__all__ = ["evaluate_generalization", "load_results", "merge_seeds", "pairs_for", "transfer_matrix",
            "other_language", "direction_label", "RESULTS_FOLDER", "CPU_STUDY", "source_config",
            "run_name", "run_study", "main"]
 

@@ -420,3 +420,31 @@ def test_calibration_figure_needs_calibration_cells(grid, tmp_path):
     _, grid_dir, _ = grid
     assert figures.calibration_contrasts(grid_dir) is None
     assert figures.calibration_figure(grid_dir, tmp_path) is None
+
+
+def test_generalization_results_of_several_seeds_merge_into_one_estimate(tmp_path):
+    """Three seeds of one pair: one bar/cell per target, the mean over seeds with a
+    t-interval across them, each seed's own result kept beside it."""
+    from seo_lite.generalization import merge_seeds
+    from seo_lite.stats import across_seeds
+
+    llm = scripted_llm()
+    for seed in (0, 1, 2):
+        run_dir = tmp_path / f"hotpot-s{seed}"
+        scripted_run(run_dir, TASK="hotpotqa_closedbook", ANSWER_MODE=None, STEPS=1, VAL_SIZE=4,
+                     TRAIN_SIZE=16, DEV_SIZE=4, TEST_SIZE=6, SEED=seed)
+        evaluate_generalization(run_dir, size=5, generator=llm)
+    results = load_results(tmp_path)
+    assert len(results) == 3
+    (merged,) = merge_seeds(results)
+    assert merged["seeds"] == [0, 1, 2] and len(merged["experience"]) == 3
+    per_seed = [r["results"]["2wikimultihopqa"]["diff"]["mean"]
+                for r in sorted(results, key=lambda r: r["config"]["seed"])]
+    got = merged["results"]["2wikimultihopqa"]
+    assert got["per_seed"]["diff"] == per_seed and got["n"] == 5
+    assert got["diff"] == across_seeds(per_seed).to_dict()
+    assert merged["in_domain"]["per_seed"]["with"] == [
+        r["in_domain"]["with"]["mean"] for r in sorted(results, key=lambda r: r["config"]["seed"])]
+    assert merge_seeds(results[:1]) == results[:1]               # one seed: unchanged
+    p = figures.ood_figure(results, tmp_path / "figs")
+    assert p.name == "ood.png" and _is_png(p)
