@@ -1,6 +1,7 @@
 """Every speed-up keeps results identical (the benchmarks in bench/ measure the speed).
 
-* batched generation = one prompt at a time (greedy and seeded sampling),
+* batched generation = one prompt at a time (greedy and seeded sampling,
+  rows leaving the batch when done),
   also when a batch shares an experience prefix computed once;
 * prefix-shared batched label log-likelihoods = one full forward per label,
   and the shared prefix is counted as computed once;
@@ -36,6 +37,37 @@ def test_batched_generation_equals_sequential_on_real_prompts(embedded):
     finally:
         embedded.batch_size = old
     assert batched == single
+
+
+def test_rows_leaving_the_batch_early_change_nothing(embedded):
+    """Finished rows leave the batch (``HFLLM._generate_batch``): a batch
+    mixing short and long replies, greedy and sampled rows, a stop string and
+    a list stop gives, row for row, the text, token count and finish reason of
+    one prompt at a time."""
+    rules = ("Write at most 3 short rules for classifying questions by answer type "
+             "(person, place, number). Reply with a numbered list of rules only.")
+    questions = ["What is 2+2?", "Write a short poem about the sea.", "Name a primary color.",
+                 "List three fruits, one per line."]
+    reqs = [Request(q, GenParams(max_new_tokens=20)) for q in questions]
+    reqs += [Request(q, GenParams(max_new_tokens=20, stop=("\n",))) for q in questions]
+    reqs += [Request(q, GenParams(temperature=0.9, top_p=0.9, max_new_tokens=20), sample_index=i)
+             for i, q in enumerate(questions)]
+    reqs += [Request(rules, GenParams(temperature=0.8 * (i > 0), top_p=0.95, max_new_tokens=40,
+                                      stop_list_after=2), sample_index=i, prefix="1.")
+             for i in range(3)]
+    old = embedded.batch_size
+    try:
+        embedded.batch_size = 8
+        batched = embedded.generate(reqs)
+        embedded.batch_size = 1
+        single = embedded.generate(reqs)
+    finally:
+        embedded.batch_size = old
+    fields = lambda c: (c.text, c.completion_tokens, c.finish_reason)
+    assert [fields(c) for c in batched] == [fields(c) for c in single]
+    # the batches really had rows finishing at different steps
+    assert {"stop", "length"} <= {c.finish_reason for c in batched[:4]}
+    assert len({c.completion_tokens for c in batched}) >= 4
 
 
 def test_prefix_shared_scoring_equals_full_forward_per_label(embedded):

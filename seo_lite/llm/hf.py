@@ -19,9 +19,9 @@ alone.  A prompt of length L_i then costs (L_i - p) + p / B instead of L_i;
 ``Completion.prompt_tokens_computed`` records it.
 
 Stopping.  ``GenParams.stop_list_after`` ends a row once its numbered list is
-over (``stopping.py``); the other rows of the batch go on.  Sampling (temperature > 0)
-is done per row by :class:`_RowSampler` with a generator seeded from the
-request itself (``Request.sampling_seed``), so a request samples the same
+over (``stopping.py``); the other rows of the batch go on.  Greedy rows take the
+arg max.  Sampling (temperature > 0) is done per row by :class:`_RowSampler`
+with a generator seeded from the request itself (``Request.sampling_seed``), so a request samples the same
 text whatever batch it lands in: a resumed run reproduces an unbroken one.
 
 ``loglikelihood`` computes, for a prompt x and continuations y_1..y_L (labels),
@@ -280,44 +280,29 @@ def _load(source, dtype, device_map, load_in_4bit, load_in_8bit, revision,
     return _Loaded(model, tok, ident, time.perf_counter() - t0, converted)
 
 
-def _row_sampler_class():
-    import torch
-    from transformers import LogitsProcessor
+class _RowSampler:
+    """Sampling for one row (temperature > 0): its own generator, seeded from
+    the request, draws once per generated token, so a request samples the
+    same text whatever batch it lands in."""
 
-    class _RowSampler(LogitsProcessor):
-        """Sample each row with its own seeded generator; greedy rows untouched.
+    def __init__(self, r: Request):
+        import torch
 
-        The chosen token gets logit 0 and every other -inf, so the (greedy)
-        ``generate`` loop takes exactly the sampled token."""
+        self.generator = torch.Generator(device="cpu")
+        self.generator.manual_seed(r.sampling_seed())
+        self.temperature, self.top_p = r.params.temperature, r.params.top_p
 
-        def __init__(self, requests: list[Request]):
-            self.rows = []
-            for r in requests:
-                if r.params.greedy:
-                    self.rows.append(None)
-                else:
-                    g = torch.Generator(device="cpu")
-                    g.manual_seed(r.sampling_seed())
-                    self.rows.append((g, r.params.temperature, r.params.top_p))
+    def __call__(self, logits) -> int:
+        """A token drawn from softmax(logits / temperature), cut to the top_p nucleus."""
+        import torch
 
-        def __call__(self, input_ids, scores):
-            for i, row in enumerate(self.rows):
-                if row is None:
-                    continue
-                g, temp, top_p = row
-                logits = scores[i].float().cpu() / temp
-                probs = torch.softmax(logits, dim=-1)
-                if top_p < 1.0:
-                    sp, idx = torch.sort(probs, descending=True)
-                    keep = torch.cumsum(sp, 0) - sp < top_p
-                    keep[0] = True
-                    probs = torch.zeros_like(probs).scatter(0, idx[keep], sp[keep])
-                token = int(torch.multinomial(probs, 1, generator=g))
-                scores[i].fill_(float("-inf"))
-                scores[i, token] = 0.0
-            return scores
-
-    return _RowSampler
+        probs = torch.softmax(logits.float().cpu() / self.temperature, dim=-1)
+        if self.top_p < 1.0:
+            sp, idx = torch.sort(probs, descending=True)
+            keep = torch.cumsum(sp, 0) - sp < self.top_p
+            keep[0] = True
+            probs = torch.zeros_like(probs).scatter(0, idx[keep], sp[keep])
+        return int(torch.multinomial(probs, 1, generator=self.generator))
 
 
 class HFLLM(LLM):
@@ -351,7 +336,6 @@ class HFLLM(LLM):
         if _identity_override:
             self._identity.update(_identity_override)
         self._loaded: _Loaded | None = None
-        self._gen_config = None
         self._prefix_memo: tuple[list[int], Any] | None = None
 
     def load(self) -> "HFLLM":
@@ -434,22 +418,34 @@ class HFLLM(LLM):
                 bar.close()
 
     def _generate_batch(self, reqs: list[Request], ids: list[list[int]]) -> list[Completion]:
-        """One ``model.generate`` for a batch.
+        """Answer one batch with our own decode loop, one token per row per step.
+
+        Why not ``model.generate``: it keeps every row in the batch until the
+        longest reply is done, feeding finished rows padding, and replies vary
+        from a few tokens to ``max_new_tokens``; more than half of its row-steps
+        were wasted.  Here a row leaves the batch as soon as it is done: its
+        rows of the key/value cache, the attention mask and the token history
+        are dropped, and later steps run only the rows still going.
 
         Layout without a shared prefix: rows left-padded.  With one (at least
         ``MIN_SHARED_PREFIX`` tokens common to every row): its key/value cache
         is computed once (or reused from the previous batch), repeated for
         every row, and each row is ``prefix + padding + own suffix``; the
         padding is masked out, and positions come from the attention mask, so
-        every row sees exactly the positions it would see alone."""
+        every row sees exactly the positions it would see alone.
+
+        A row is done at an end-of-sequence token, when one of ``stop``
+        completes (transformers' ``StopStringCriteria``, as ``generate`` uses),
+        when its numbered list is over (``stop_list_after``), or after
+        ``max_new_tokens``."""
         import torch
-        from transformers import LogitsProcessorList, StoppingCriteriaList
+        from transformers import StopStringCriteria
 
         tok, model, dev = self.tokenizer, self.model, self._device
         pad = tok.pad_token_id
         B = len(ids)
         shared = _common_prefix_all(ids) if B > 1 else 0
-        kwargs: dict[str, Any] = {}
+        past = None
         if shared >= self.MIN_SHARED_PREFIX:
             suffix = [x[shared:] for x in ids]
             S = max(len(x) for x in suffix)
@@ -458,7 +454,6 @@ class HFLLM(LLM):
             kv, fresh = self._prefix_cache(ids[0][:shared])
             past = copy.deepcopy(kv)
             past.batch_repeat_interleave(B)
-            kwargs[_cache_kw(model)] = past
             computed = [len(x) for x in suffix]
             computed[0] += fresh                      # the prefix ran once (or not at all)
         else:
@@ -466,63 +461,65 @@ class HFLLM(LLM):
             rows = [[pad] * (S - len(x)) + x for x in ids]
             mask = [[0] * (S - len(x)) + [1] * len(x) for x in ids]
             computed = [len(x) for x in ids]
-        width = shared + S
         p = reqs[0].params
-        config = copy.deepcopy(self._generation_config())
-        config.update(max_new_tokens=p.max_new_tokens, pad_token_id=pad)
-        kwargs.update(input_ids=torch.tensor(rows, device=dev),
-                      attention_mask=torch.tensor(mask, device=dev))
-        if not all(r.params.greedy for r in reqs):
-            kwargs["logits_processor"] = LogitsProcessorList([_row_sampler_class()(reqs)])
-        if p.stop:
-            config.update(stop_strings=list(p.stop))
-            kwargs["tokenizer"] = tok
-        list_stop = None
-        if p.stop_list_after:
-            list_stop = _list_stop_class()(tok, [r.prefix for r in reqs], width, p.stop_list_after)
-            kwargs["stopping_criteria"] = StoppingCriteriaList([list_stop])
-        t0 = time.perf_counter()
-        out = model.generate(generation_config=config, **kwargs)
-        latency = (time.perf_counter() - t0) / B
         eos = model.generation_config.eos_token_id
-        eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
+        samplers = [None if r.params.greedy else _RowSampler(r) for r in reqs]
+        stop_strings = StopStringCriteria(tok, list(p.stop)) if p.stop else None
+
+        seq = torch.tensor(rows, device=dev)          # each row's tokens so far (for stop strings)
+        mask = torch.tensor(mask, device=dev)
+        pos = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        step_ids, step_pos = seq[:, shared:], pos[:, shared:]   # the prefix is in ``past`` already
+        active = list(range(B))                       # batch row j answers reqs[active[j]]
+        tokens: list[list[int]] = [[] for _ in range(B)]
+        finish = ["length"] * B
+        t0 = time.perf_counter()
+        for _ in range(p.max_new_tokens):
+            out = model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
+                        use_cache=True, logits_to_keep=1, **{_cache_kw(model): past})
+            past = _cache_of(out)
+            logits = out.logits[:, -1].float()
+            chosen = logits.argmax(-1).tolist()
+            for j, b in enumerate(active):
+                if samplers[b] is not None:
+                    chosen[j] = samplers[b](logits[j])
+                tokens[b].append(chosen[j])
+            step_ids = torch.tensor(chosen, device=dev)[:, None]
+            seq = torch.cat([seq, step_ids], dim=1)
+            hit_stop = stop_strings(seq, None).tolist() if stop_strings else [False] * len(active)
+            keep = []
+            for j, b in enumerate(active):
+                if chosen[j] in eos_ids or (p.stop_list_after and list_end(
+                        reqs[b].prefix + tok.decode(tokens[b], skip_special_tokens=True),
+                        p.stop_list_after) is not None):
+                    finish[b] = "stop"
+                elif not hit_stop[j]:
+                    keep.append(j)                    # still going
+            if not keep:
+                break
+            if len(keep) < len(active):               # drop the finished rows
+                idx = torch.tensor(keep, device=dev)
+                past.batch_select_indices(idx)
+                seq, step_ids, mask, step_pos = seq[idx], step_ids[idx], mask[idx], step_pos[idx]
+                active = [active[j] for j in keep]
+            mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+            step_pos = step_pos[:, -1:] + 1
+        latency = (time.perf_counter() - t0) / B
+
         results = []
-        for b, (r, row, prompt) in enumerate(zip(reqs, out[:, width:].tolist(), ids)):
-            n, finish = len(row), "length"
-            if list_stop is not None and list_stop.stopped_at[b] is not None:
-                n, finish = list_stop.stopped_at[b], "stop"
-            for j, t in enumerate(row[:n]):
-                if t in eos_ids:
-                    n, finish = j + 1, "stop"
-                    break
-            if finish == "length" and pad not in eos_ids:
-                while n and row[n - 1] == pad:
-                    n -= 1
-            text = r.prefix + tok.decode(row[:n], skip_special_tokens=True)
+        for b, (r, prompt) in enumerate(zip(reqs, ids)):
+            text = r.prefix + tok.decode(tokens[b], skip_special_tokens=True)
             for s in p.stop:
                 if s in text:
-                    text, finish = text[: text.index(s)], "stop"
+                    text, finish[b] = text[: text.index(s)], "stop"
             if p.stop_list_after:
                 text, cut = cut_at_list_end(text, p.stop_list_after)
-                finish = "stop" if cut else finish
+                finish[b] = "stop" if cut else finish[b]
             results.append(Completion(text=text.strip(), prompt_tokens=len(prompt),
-                                      completion_tokens=n, latency_s=latency, finish_reason=finish,
-                                      prompt_tokens_computed=computed[b]))
+                                      completion_tokens=len(tokens[b]), latency_s=latency,
+                                      finish_reason=finish[b], prompt_tokens_computed=computed[b]))
         return results
-
-    def _generation_config(self):
-        """The model's generation config with the sampling fields cleared: we
-        decode greedily and sample per row ourselves (``_RowSampler``).  Every
-        generation parameter goes through this object (transformers warns when
-        a config and loose parameters are passed together, and when a
-        checkpoint's own ``temperature``/``top_p`` is ignored)."""
-        if self._gen_config is None:
-            cfg = copy.deepcopy(self.model.generation_config)
-            for name, value in (("do_sample", False), ("temperature", None), ("top_p", None),
-                                ("top_k", None), ("max_length", None)):
-                setattr(cfg, name, value)
-            self._gen_config = cfg
-        return self._gen_config
 
     def _prefix_cache(self, prefix: list[int]):
         """Key/value cache of ``prefix`` (batch of one) and how many tokens were
@@ -715,26 +712,3 @@ def _cache_of(out):
     kv = getattr(out, "cache", None)
     return kv if kv is not None else out.past_key_values
 
-
-def _list_stop_class():
-    import torch
-    from transformers import StoppingCriteria
-
-    class _ListStop(StoppingCriteria):
-        """Per row: stop once the reply's numbered list is over (``stopping.py``)."""
-
-        def __init__(self, tokenizer, prefixes: list[str], width: int, max_items: int):
-            self.tok, self.prefixes, self.width, self.max_items = tokenizer, prefixes, width, max_items
-            self.stopped_at: list[int | None] = [None] * len(prefixes)
-
-        def __call__(self, input_ids, scores, **kwargs):
-            done = []
-            for b, row in enumerate(input_ids[:, self.width:].tolist()):
-                if self.stopped_at[b] is None:
-                    text = self.prefixes[b] + self.tok.decode(row, skip_special_tokens=True)
-                    if list_end(text, self.max_items) is not None:
-                        self.stopped_at[b] = len(row)
-                done.append(self.stopped_at[b] is not None)
-            return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
-
-    return _ListStop
