@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import html
 import os
-from pathlib import Path
 from typing import Any
 
 from .seo import SEORun, StepRecord

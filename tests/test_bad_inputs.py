@@ -16,7 +16,6 @@ or small broken copies of them, so the whole table runs in seconds.
 from __future__ import annotations
 
 import json
-import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from seo_lite.cli import _user_errors
 from seo_lite.config import ConfigError
 from seo_lite.data import DataError, load_splits
 from seo_lite.llm import CacheError, CallCache, LLMError, LoglikelihoodRequest, make_llm
-from seo_lite.runs import RunDir, RunError, load_run
+from seo_lite.runs import RunError, load_run
 from seo_lite.build import prepare
 from seo_lite.tasks import get_task
 from seo_lite.tasks.base import TaskError

@@ -8,11 +8,9 @@ import dataclasses
 import json
 from pathlib import Path
 
-import pytest
-
 from seo_lite import build, params
 from seo_lite.cli import build_parser, main
-from seo_lite.config import PRESETS, SEOConfig, knob
+from seo_lite.config import SEOConfig, knob
 from seo_lite.prompts import OPTIMIZER_SYSTEM
 from tests.support.scripted import ScriptedLLM
 

@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from seo_lite import Experience, SEOConfig, train
+from seo_lite import SEOConfig, train
 from seo_lite.config import ConfigError
 from seo_lite.data import Splits
 from seo_lite.prompts import EXPERIENCE_HEADER

@@ -17,7 +17,6 @@ their system prompt) and injecting faults by request number.  Through the
 """
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 

@@ -320,7 +320,7 @@ def test_translation_from_any_parallel_file(tmp_path):
 
 def test_classification_from_your_own_labels(tmp_path, monkeypatch):
     from seo_lite import SEOConfig
-    from seo_lite.data import DataError, load_splits
+    from seo_lite.data import DataError
     from seo_lite.build import prepare
     from seo_lite.tasks import ANSWER_MODES
     from seo_lite.tasks.classification import classification_task

@@ -230,7 +230,6 @@ def model_identity(source: str, *, dtype=None, device_map=None, load_in_4bit=Fal
 
 def _load(source, dtype, device_map, load_in_4bit, load_in_8bit, revision,
           trust_remote_code, identity_override) -> _Loaded:
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     t0 = time.perf_counter()
