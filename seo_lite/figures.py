@@ -306,16 +306,18 @@ def calibration_contrasts(grid_dir: str | os.PathLike) -> dict | None:
     test = lambda f, key: f["comparisons"]["test"][key]["score"]["mean"]
     scores = {"no experience": [test(base[s], "without") for s in seeds],
               "SEO alone": [test(base[s], "with") for s in seeds]}
-    contrasts = {"SEO over nothing": [a - b for a, b in zip(scores["SEO alone"],
-                                                             scores["no experience"])]}
+    contrasts = {"SEO vs no experience": [a - b for a, b in zip(scores["SEO alone"],
+                                                                 scores["no experience"])]}
     for level, by_seed in cal.items():
         alone = [test(by_seed[s], "without") for s in seeds]
         both = [test(by_seed[s], "with") for s in seeds]
         scores[f"{level} calibration alone"] = alone
         scores[f"SEO + {level} calibration"] = both
-        contrasts[f"{level} over nothing"] = [a - b for a, b in zip(alone, scores["no experience"])]
-        contrasts[f"SEO over {level}"] = [a - b for a, b in zip(both, alone)]
-        contrasts[f"{level} over SEO"] = [a - b for a, b in zip(both, scores["SEO alone"])]
+        contrasts[f"{level} calibration vs no experience"] = [
+            a - b for a, b in zip(alone, scores["no experience"])]
+        contrasts[f"SEO added to {level} calibration"] = [a - b for a, b in zip(both, alone)]
+        contrasts[f"{level} calibration added to SEO"] = [
+            a - b for a, b in zip(both, scores["SEO alone"])]
     return {"seeds": seeds, "scores": scores, "contrasts": contrasts}
 
 
@@ -328,7 +330,7 @@ def calibration_figure(grid_dir: str | os.PathLike, out: str | os.PathLike) -> P
         return None
     rows = [r for r in grid_runs(grid_dir) if r[0].factor in ("baseline", "calibration")]
     n = len(got["seeds"])
-    fig, (ax1, ax2) = plots.figure(12.5, 4.2, ncols=2)
+    fig, (ax1, ax2) = plots.figure(14.0, 4.4, ncols=2)
     for ax, series, ylabel, title, limits in (
             (ax1, got["scores"], "test score", "Test score", (0.0, 1.0)),
             (ax2, got["contrasts"], "difference in test score", "What one adds to the other",
@@ -342,7 +344,7 @@ def calibration_figure(grid_dir: str | os.PathLike, out: str | os.PathLike) -> P
     plots.footnote(fig, plots.models_note_many([(r, f) for _, r, f in rows]) +
                    f"\nbars: mean over seeds {got['seeds']}; error bars: 95% t-interval across "
                    f"{n} seeds; dots: single seeds; green: with a learned experience; "
-                   "'X over Y': score(X and Y together, or X) - score(Y), same test examples")
+                   "right: differences of the left bars, seed by seed, on the same test examples")
     return plots.save(fig, Path(out) / f"{Path(grid_dir).name}-calibration.png")
 
 

@@ -406,12 +406,12 @@ def test_calibration_cells_give_the_four_conditions_and_their_contrasts(tmp_path
         assert got["scores"]["batch calibration alone"][i] == test(cal, "without")
         assert got["scores"]["SEO + batch calibration"][i] == test(cal, "with")
         # "SEO over batch" is the calibration run's own paired gain
-        assert got["contrasts"]["SEO over batch"][i] == pytest.approx(
+        assert got["contrasts"]["SEO added to batch calibration"][i] == pytest.approx(
             cal["comparisons"]["test"]["paired"]["diff"]["mean"])
     assert list(got["scores"]) == ["no experience", "SEO alone", "batch calibration alone",
                                    "SEO + batch calibration"]
-    assert list(got["contrasts"]) == ["SEO over nothing", "batch over nothing", "SEO over batch",
-                                      "batch over SEO"]
+    assert list(got["contrasts"]) == ["SEO vs no experience", "batch calibration vs no experience",
+                                      "SEO added to batch calibration", "batch calibration added to SEO"]
     path = figures.calibration_figure(tmp_path / "cal", tmp_path / "figs")
     assert path.name == "cal-calibration.png" and _is_png(path)
 
