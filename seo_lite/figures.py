@@ -359,10 +359,12 @@ def grid_figures(grid_dir: Path, out: Path, log: Log) -> list[Path]:
     settings = [(_label(c).replace("\n", " "), r, f) for c, r, f in rows]
     paths.append(learning_curves_figure(settings, out / f"{grid_dir.name}-learning-curves.png",
                                         title="Every setting", average=True))
-    # the validated run that changed its experience most often (ties: the baseline, lowest seed);
-    # a run without validation (which takes every step's candidate) only if no other changed
+    # the baseline run (SEO as the paper runs it) that changed its experience most often
+    # (ties: the lowest seed); another validated setting only if no baseline run changed,
+    # a run without validation (which takes every step's candidate) only if no other did
     cell, run, final = max(rows, key=lambda e: (e[1].accepted > 0 and e[1].config.validation != "none",
-                                                e[1].accepted, e[0].factor == "baseline", -e[0].seed))
+                                                e[0].factor == "baseline" and e[1].accepted > 0,
+                                                e[1].accepted, -e[0].seed))
     paths.append(evolution_figure(run, final, out / f"{grid_dir.name}-experience-evolution.png",
                                   f"{_label(cell)}, seed {cell.seed} ({run.accepted} of "
                                   f"{len(run.steps)} updates accepted)"))
