@@ -252,6 +252,14 @@ def run_name(task_name: str) -> str:
     return get_task(task_name).name.replace(":", "_")
 
 
+def study_targets(pair: str, langs: Sequence[str] | None = None) -> list[str]:
+    """The tasks ``pair`` evaluates on; ``langs`` keeps only the translation
+    directions to or from those languages (other targets, e.g. QA, stay)."""
+    return [t for t in GENERALIZATION[pair]["eval"]
+            if langs is None or _family(t) != "translation"
+            or other_language(get_task(t).name) in langs]
+
+
 def run_study(runs_dir: str | os.PathLike, *, pairs: Sequence[str], preset: str, overrides: dict,
               max_new_tokens: dict, eval_size: int | dict, langs: Sequence[str] | None = None,
               seeds: Sequence[int] = (0,), family_overrides: dict | None = None,
@@ -274,8 +282,7 @@ def run_study(runs_dir: str | os.PathLike, *, pairs: Sequence[str], preset: str,
                                 max_new_tokens=max_new_tokens, seed=seed, data_source=data_source)
             run_dir = safe_run_path(runs_dir, f"{run_name(spec['train'])}-s{seed}")
             result = run_experiment(cfg, run_dir, progress=progress)
-            targets = [t for t in spec["eval"]
-                       if langs is None or other_language(get_task(t).name) in langs]
+            targets = study_targets(pair, langs)
             out.append(evaluate_generalization(run_dir, pair, size=size, tasks=targets,
                                                progress=progress))
             print(result.run.summary() if progress else "", end="\n" if progress else "")
@@ -312,9 +319,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["evaluate_generalization", "load_results", "merge_seeds", "pairs_for", "transfer_matrix",
+__all__ = ["evaluate_generalization", "load_results", "pairs_for", "transfer_matrix",
            "other_language", "direction_label", "RESULTS_FOLDER", "CPU_STUDY", "source_config",
-           "run_name", "run_study", "main"]
+           "run_name", "run_study", "study_targets", "merge_seeds", "main"]
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -448,3 +448,13 @@ def test_generalization_results_of_several_seeds_merge_into_one_estimate(tmp_pat
     assert merge_seeds(results[:1]) == results[:1]               # one seed: unchanged
     p = figures.ood_figure(results, tmp_path / "figs")
     assert p.name == "ood.png" and _is_png(p)
+
+
+def test_the_study_keeps_qa_targets_when_it_restricts_translation_languages():
+    from seo_lite.generalization import CPU_STUDY, study_targets
+
+    assert study_targets("ood_hotpotqa_to_2wiki", ("fr", "zh")) == ["2wikimultihopqa"]
+    assert study_targets("transfer_flores_de-en", ("fr", "zh")) == ["flores:fr-en", "flores:zh-en"]
+    assert len(study_targets("transfer_flores_de-en")) == 5
+    # every pair of the CPU study has something to evaluate on
+    assert all(study_targets(p, CPU_STUDY["langs"]) for p in CPU_STUDY["pairs"])
