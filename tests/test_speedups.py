@@ -90,7 +90,8 @@ def test_prefix_shared_generation_equals_one_at_a_time(embedded):
     instruction + experience prefix that runs once; the texts are those of
     one prompt at a time, and fewer prompt tokens are computed than requested."""
     task = get_task("trec")
-    examples = load_examples(task)[:3]
+    by_length = sorted(load_examples(task)[:60], key=lambda ex: len(ex.input))
+    examples = [by_length[0], by_length[1], by_length[-1]]     # the prompt pass runs in chunks
     reqs = [Request(task.messages(ex, exp), GenParams(max_new_tokens=12))
             for exp in (Experience(("Questions starting with 'Who' ask for a human.",)),
                         Experience(("Numbers answer 'how many' questions.",
@@ -98,17 +99,34 @@ def test_prefix_shared_generation_equals_one_at_a_time(embedded):
             for ex in examples]
     old = embedded.batch_size
     try:
-        embedded.batch_size = 3
-        batched = embedded.generate(reqs)
         embedded.batch_size = 1
         single = embedded.generate(reqs)
+        # 3: one experience per batch; 6: both in one batch, each prefix run once
+        for size in (3, 6):
+            embedded.batch_size = size
+            batched = embedded.generate(reqs)
+            assert [c.text for c in batched] == [c.text for c in single], size
+            assert [c.completion_tokens for c in batched] == [c.completion_tokens for c in single]
+            requested = sum(c.prompt_tokens for c in batched)
+            computed = sum(c.prompt_tokens_computed for c in batched)
+            assert computed < 0.6 * requested, (size, computed, requested)
     finally:
         embedded.batch_size = old
-    assert [c.text for c in batched] == [c.text for c in single]
-    requested = sum(c.prompt_tokens for c in batched)
-    computed = sum(c.prompt_tokens_computed for c in batched)
-    assert computed < 0.6 * requested, (computed, requested)
     assert sum(c.prompt_tokens_computed for c in single) == requested
+
+
+def test_prompts_run_in_chunks_of_similar_length():
+    """The prompt pass groups rows whose padded length wastes little, so a batch
+    of short and long prompts does not pad every short one to the longest."""
+    from seo_lite.llm.hf import _length_chunks
+
+    chunks = _length_chunks([10, 40, 11, 41, 10, 39])
+    assert sorted(sorted(c) for c in chunks) == [[0, 2, 4], [1, 3, 5]]
+    assert _length_chunks([7, 7, 7]) == [[0, 1, 2]]
+    assert sorted(i for c in _length_chunks(list(range(1, 33))) for i in c) == list(range(32))
+    for c in _length_chunks([5, 9, 13, 30, 31, 60]):
+        lengths = [[5, 9, 13, 30, 31, 60][i] for i in c]
+        assert len(c) * max(lengths) <= 1.3 * sum(lengths) or len(c) == 1
 
 
 def test_shared_loglikelihood_counts_each_prefix_once(embedded):

@@ -426,12 +426,9 @@ class HFLLM(LLM):
         rows of the key/value cache, the attention mask and the token history
         are dropped, and later steps run only the rows still going.
 
-        Layout without a shared prefix: rows left-padded.  With one (at least
-        ``MIN_SHARED_PREFIX`` tokens common to every row): its key/value cache
-        is computed once (or reused from the previous batch), repeated for
-        every row, and each row is ``prefix + padding + own suffix``; the
-        padding is masked out, and positions come from the attention mask, so
-        every row sees exactly the positions it would see alone.
+        Layout: see :meth:`_batch_layout` (rows that share a prompt prefix
+        compute it once; positions come from the attention mask, so every row
+        sees exactly the positions it would see alone).
 
         A row is done at an end-of-sequence token, when one of ``stop``
         completes (transformers' ``StopStringCriteria``, as ``generate`` uses),
@@ -441,25 +438,8 @@ class HFLLM(LLM):
         from transformers import StopStringCriteria
 
         tok, model, dev = self.tokenizer, self.model, self._device
-        pad = tok.pad_token_id
         B = len(ids)
-        shared = _common_prefix_all(ids) if B > 1 else 0
-        past = None
-        if shared >= self.MIN_SHARED_PREFIX:
-            suffix = [x[shared:] for x in ids]
-            S = max(len(x) for x in suffix)
-            rows = [ids[0][:shared] + [pad] * (S - len(x)) + x for x in suffix]
-            mask = [[1] * shared + [0] * (S - len(x)) + [1] * len(x) for x in suffix]
-            kv, fresh = self._prefix_cache(ids[0][:shared])
-            past = copy.deepcopy(kv)
-            past.batch_repeat_interleave(B)
-            computed = [len(x) for x in suffix]
-            computed[0] += fresh                      # the prefix ran once (or not at all)
-        else:
-            shared, S = 0, max(len(x) for x in ids)
-            rows = [[pad] * (S - len(x)) + x for x in ids]
-            mask = [[0] * (S - len(x)) + [1] * len(x) for x in ids]
-            computed = [len(x) for x in ids]
+        rows, mask, past, shared, computed = self._batch_layout(ids)
         p = reqs[0].params
         eos = model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
@@ -469,16 +449,19 @@ class HFLLM(LLM):
         seq = torch.tensor(rows, device=dev)          # each row's tokens so far (for stop strings)
         mask = torch.tensor(mask, device=dev)
         pos = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
-        step_ids, step_pos = seq[:, shared:], pos[:, shared:]   # the prefix is in ``past`` already
+        step_ids, step_pos = None, pos[:, -1:]        # the next forward's input, after the prompts
         active = list(range(B))                       # batch row j answers reqs[active[j]]
         tokens: list[list[int]] = [[] for _ in range(B)]
         finish = ["length"] * B
         t0 = time.perf_counter()
-        for _ in range(p.max_new_tokens):
-            out = model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
-                        use_cache=True, logits_to_keep=1, **{_cache_kw(model): past})
-            past = _cache_of(out)
-            logits = out.logits[:, -1].float()
+        for step in range(p.max_new_tokens):
+            if step == 0:                             # the prompts, in chunks of similar length
+                logits, past = self._prefill(seq, mask, pos, past, shared)
+            else:
+                out = model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
+                            use_cache=True, logits_to_keep=1, **{_cache_kw(model): past})
+                past = _cache_of(out)
+                logits = out.logits[:, -1].float()
             chosen = logits.argmax(-1).tolist()
             for j, b in enumerate(active):
                 if samplers[b] is not None:
@@ -519,6 +502,110 @@ class HFLLM(LLM):
                                       completion_tokens=len(tokens[b]), latency_s=latency,
                                       finish_reason=finish[b], prompt_tokens_computed=computed[b]))
         return results
+
+    def _prefill(self, seq, mask, pos, past, shared: int):
+        """The batch's prompt tokens after the shared prefixes (in ``past``):
+        each row's last-position logits and the key/value cache in the
+        batch's layout.  Suffixes are right-aligned, so one forward pass over
+        all rows pays for the longest one's padding in every row; rows of
+        similar length run together instead (:func:`_length_chunks`) and their
+        caches are put back into the batch's layout (the columns a chunk did
+        not need are masked padding)."""
+        import torch
+        from transformers import DynamicCache
+
+        model, kw = self.model, _cache_kw(self.model)
+        B, W = seq.shape
+        lengths = mask[:, shared:].sum(-1).tolist()
+        chunks = _length_chunks(lengths)
+        if len(chunks) == 1:
+            out = model(input_ids=seq[:, shared:], attention_mask=mask, position_ids=pos[:, shared:],
+                        use_cache=True, logits_to_keep=1, **{kw: past})
+            return out.logits[:, -1].float(), _cache_of(out)
+        logits, parts = None, []
+        for rows in chunks:
+            idx = torch.tensor(rows, device=seq.device)
+            width = max(lengths[i] for i in rows)
+            cols = torch.cat([torch.arange(shared, device=seq.device),
+                              torch.arange(W - width, W, device=seq.device)])
+            sub = None if past is None else DynamicCache(
+                ddp_cache_data=[(l.keys[idx], l.values[idx]) for l in past.layers],
+                config=model.config)
+            out = model(input_ids=seq[idx][:, W - width:], attention_mask=mask[idx][:, cols],
+                        position_ids=pos[idx][:, W - width:], use_cache=True, logits_to_keep=1,
+                        **{kw: sub})
+            last = out.logits[:, -1].float()
+            if logits is None:
+                logits = last.new_empty((B, last.shape[-1]))
+            logits[idx] = last
+            parts.append((idx, width, _cache_of(out)))
+        layers = []
+        for n in range(len(parts[0][2].layers)):
+            k0 = parts[0][2].layers[n].keys
+            keys = k0.new_zeros((B, k0.shape[1], W, k0.shape[3]))
+            values = k0.new_zeros((B, k0.shape[1], W, k0.shape[3]))
+            for idx, width, cache in parts:
+                layer = cache.layers[n]
+                keys[idx, :, :shared], values[idx, :, :shared] = layer.keys[:, :, :shared], layer.values[:, :, :shared]
+                keys[idx, :, W - width:] = layer.keys[:, :, shared:]
+                values[idx, :, W - width:] = layer.values[:, :, shared:]
+            layers.append((keys, values))
+        return logits, DynamicCache(ddp_cache_data=layers, config=model.config)
+
+    def _batch_layout(self, ids: list[list[int]]):
+        """Token rows, attention mask, key/value cache of the shared prefixes,
+        their width and the prompt tokens computed per row, for one batch.
+
+        Rows are cut into runs that share a prompt prefix of at least
+        ``MIN_SHARED_PREFIX`` tokens (the instruction, or the instruction and
+        one experience: all of D_t for one candidate); each run's prefix runs
+        once (batch of one) and its key/value cache is copied into the rows of
+        the run.  A row is ``padding + its run's prefix + padding + own
+        suffix``, right-aligned in both parts; padding is masked out.  Rows
+        without a run share nothing and are simply left-padded."""
+        import torch
+
+        pad = self.tokenizer.pad_token_id
+        groups = _prefix_groups(ids, self.MIN_SHARED_PREFIX) if len(ids) > 1 else [[0]]
+        plen = [0] * len(ids)
+        for g in groups:
+            if len(g) > 1:
+                p = min(_common_prefix_all([ids[i] for i in g]), min(len(ids[i]) for i in g) - 1)
+                for i in g:
+                    plen[i] = p if p >= self.MIN_SHARED_PREFIX else 0
+        P = max(plen)
+        S = max(len(x) - q for x, q in zip(ids, plen))
+        rows, mask, computed = [], [], []
+        for x, q in zip(ids, plen):
+            suffix = x[q:]
+            rows.append([pad] * (P - q) + x[:q] + [pad] * (S - len(suffix)) + suffix)
+            mask.append([0] * (P - q) + [1] * q + [0] * (S - len(suffix)) + [1] * len(suffix))
+            computed.append(len(suffix))
+        if not P:
+            return rows, mask, None, 0, computed
+        kvs = {}
+        for g in groups:
+            q = plen[g[0]]
+            if q:
+                kv, fresh = self._prefix_cache(ids[g[0]][:q])
+                kvs[g[0]] = kv
+                computed[g[0]] += fresh            # the prefix ran once (or not at all)
+        first = next(iter(kvs.values()))
+        layers = []
+        for l, layer in enumerate(first.layers):
+            k0, v0 = layer.keys, layer.values      # (1, heads, length, dim)
+            keys = k0.new_zeros((len(ids), k0.shape[1], P, k0.shape[3]))
+            values = v0.new_zeros((len(ids), v0.shape[1], P, v0.shape[3]))
+            for g in groups:
+                q = plen[g[0]]
+                if q:
+                    rows_g = torch.tensor(g, device=keys.device)
+                    keys[rows_g, :, P - q:] = kvs[g[0]].layers[l].keys[0]
+                    values[rows_g, :, P - q:] = kvs[g[0]].layers[l].values[0]
+            layers.append((keys, values))
+        from transformers import DynamicCache
+
+        return rows, mask, DynamicCache(ddp_cache_data=layers, config=self.model.config), P, computed
 
     def _prefix_cache(self, prefix: list[int]):
         """Key/value cache of ``prefix`` (batch of one) and how many tokens were
@@ -693,6 +780,22 @@ def _prefix_groups(sorted_prompts: list[list[int]], min_drop: int) -> list[list[
             groups[-1].append(i)
             common = lcp[i] if common is None else min(common, lcp[i])
     return groups
+
+
+def _length_chunks(lengths: list[int], waste: float = 1.3) -> list[list[int]]:
+    """Row indices in runs of similar length (ascending): a run grows while its
+    rows padded to its longest cost at most ``waste`` times their own tokens."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    chunks: list[list[int]] = []
+    for i in order:
+        if chunks:
+            run = chunks[-1]
+            real = sum(lengths[j] for j in run) + lengths[i]
+            if (len(run) + 1) * lengths[i] <= waste * real:
+                run.append(i)
+                continue
+        chunks.append([i])
+    return chunks
 
 
 def _cache_kw(model) -> str:
