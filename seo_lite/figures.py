@@ -246,8 +246,9 @@ def learning_curves_figure(entries: list[tuple[str, object, dict]], path: Path,
     fig, (ax1, ax2) = plots.figure(11, 3.9, ncols=2)
     levels = {plots.chance_level(f) for _, _, f in entries}        # one task's labels: one level
     chance = levels.pop() if len(levels) == 1 else None
-    plots.learning_curves(series, ax=ax1, title=f"{title}: dev score of E_t", show_mean=not average,
-                          chance=chance)
+    one_task = len({run.config.task for _, run, _ in entries}) == 1   # a mean across tasks means nothing
+    plots.learning_curves(series, ax=ax1, title=f"{title}: dev score of E_t",
+                          show_mean=not average and one_task, chance=chance)
     val = []
     for label, run, _ in entries:
         pts = [(s.step + 1, s.decision.current_score) for s in run.steps

@@ -375,7 +375,7 @@ def heatmap(values, row_labels: list[str], col_labels: list[str], *, annotations
     from matplotlib.colors import TwoSlopeNorm
 
     v = np.array(values, dtype=float)
-    fig, ax = figure(1.2 + 1.05 * len(col_labels), 1.3 + 0.7 * len(row_labels))
+    fig, ax = figure(1.6 + 1.45 * len(col_labels), 1.3 + 0.7 * len(row_labels))
     finite = v[np.isfinite(v)]
     lim = max(1e-9, float(np.abs(finite).max()) if finite.size else 1.0)
     cmap = matplotlib.colormaps["RdBu"].with_extremes(bad="#e5e5e5")
@@ -384,7 +384,9 @@ def heatmap(values, row_labels: list[str], col_labels: list[str], *, annotations
         for j in range(v.shape[1]):
             text = "n/a" if not np.isfinite(v[i, j]) else (
                 annotations[i][j] if annotations is not None else f"{v[i, j]:+.2f}")
-            ax.text(j, i, text, ha="center", va="center", fontsize=8)
+            dark = np.isfinite(v[i, j]) and abs(v[i, j]) > 0.6 * lim
+            ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                    color="white" if dark else "black")
             if outline is not None and outline[i][j]:
                 ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=2,
                                            edgecolor="black"))
