@@ -6,17 +6,20 @@ run the same code on a CPU.
 
 Generation is batched: prompts are rendered with the model's chat template,
 sorted by their tokens (so prompts that share a prefix sit together), cut
-into batches of ``batch_size``, and one ``model.generate`` call answers a
-whole batch.
+into batches of ``batch_size``, and our own decode loop answers a whole
+batch, dropping each row as soon as it is done (``_generate_batch``).
 
 Prefix sharing.  SEO sends many prompts that start alike: one candidate
 experience over all of D_t (system prompt + instruction + the rules, then a
-different example), k samples of one optimizer prompt.  The tokens p common
-to a batch run once, batch size one; their key/value cache is repeated for
-every row, and each row continues with ``padding + its own suffix``
-(masked, positions taken from the mask), so each row computes what it would
-alone.  A prompt of length L_i then costs (L_i - p) + p / B instead of L_i;
-``Completion.prompt_tokens_computed`` records it.
+different example), k samples of one optimizer prompt.  Within a batch, each
+run of rows that share at least ``MIN_SHARED_PREFIX`` tokens computes that
+prefix once, batch size one; its key/value cache is copied into the run's
+rows, and each row continues with ``padding + its own suffix`` (masked,
+positions taken from the mask), so each row computes what it would alone.
+A prompt of length L_i in a run of B rows sharing p tokens then costs
+(L_i - p) + p / B instead of L_i; ``Completion.prompt_tokens_computed``
+records it.  The suffixes run in chunks of similar length, so a short one
+does not pay for the longest one's padding.
 
 Stopping.  ``GenParams.stop_list_after`` ends a row once its numbered list is
 over (``stopping.py``); the other rows of the batch go on.  Greedy rows take the
