@@ -267,10 +267,7 @@ class LLM(ABC):
     def count_tokens(self, text: str) -> int | None:
         """Tokens of ``text`` in this model's own tokenizer (a loaded local
         model), or None where there is none to ask (API models, scripted ones)."""
-        if not getattr(self, "loaded", False):
-            return None
-        tok = getattr(self, "tokenizer", None)
-        return len(tok.encode(text, add_special_tokens=False)) if hasattr(tok, "encode") else None
+        return None
 
     @property
     def name(self) -> str:

@@ -378,6 +378,9 @@ class HFLLM(LLM):
         text = "".join(f"{m['role'].capitalize()}: {m['content']}\n" for m in msgs)
         return text + ("Assistant:" if add_generation_prompt else "")
 
+    def count_tokens(self, text: str) -> int | None:
+        return len(self._encode(text)) if self.loaded else None
+
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
@@ -449,7 +452,7 @@ class HFLLM(LLM):
         samplers = [None if r.params.greedy else _RowSampler(r) for r in reqs]
         stop_strings = StopStringCriteria(tok, list(p.stop)) if p.stop else None
 
-        seq = torch.tensor(rows, device=dev)          # each row's tokens so far (for stop strings)
+        seq = torch.tensor(rows, device=dev)          # the prompts; then, for stop strings, the replies
         mask = torch.tensor(mask, device=dev)
         pos = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
         step_ids, step_pos = None, pos[:, -1:]        # the next forward's input, after the prompts
@@ -471,8 +474,11 @@ class HFLLM(LLM):
                     chosen[j] = samplers[b](logits[j])
                 tokens[b].append(chosen[j])
             step_ids = torch.tensor(chosen, device=dev)[:, None]
-            seq = torch.cat([seq, step_ids], dim=1)
-            hit_stop = stop_strings(seq, None).tolist() if stop_strings else [False] * len(active)
+            if stop_strings:
+                seq = torch.cat([seq, step_ids], dim=1)
+                hit_stop = stop_strings(seq, None).tolist()
+            else:
+                hit_stop = [False] * len(active)
             keep = []
             for j, b in enumerate(active):
                 if chosen[j] in eos_ids or (p.stop_list_after and list_end(
@@ -542,18 +548,11 @@ class HFLLM(LLM):
                 logits = last.new_empty((B, last.shape[-1]))
             logits[idx] = last
             parts.append((idx, width, _cache_of(out)))
-        layers = []
-        for n in range(len(parts[0][2].layers)):
-            k0 = parts[0][2].layers[n].keys
-            keys = k0.new_zeros((B, k0.shape[1], W, k0.shape[3]))
-            values = k0.new_zeros((B, k0.shape[1], W, k0.shape[3]))
-            for idx, width, cache in parts:
-                layer = cache.layers[n]
-                keys[idx, :, :shared], values[idx, :, :shared] = layer.keys[:, :, :shared], layer.values[:, :, :shared]
-                keys[idx, :, W - width:] = layer.keys[:, :, shared:]
-                values[idx, :, W - width:] = layer.values[:, :, shared:]
-            layers.append((keys, values))
-        return logits, DynamicCache(ddp_cache_data=layers, config=model.config)
+        pieces = []
+        for idx, width, cache in parts:       # prefix columns, then the chunk's own columns
+            pieces += [(idx, cache, slice(0, shared), slice(0, shared)),
+                       (idx, cache, slice(shared, None), slice(W - width, W))]
+        return logits, _assemble_cache(pieces, B, W, model.config)
 
     def _batch_layout(self, ids: list[list[int]]):
         """Token rows, attention mask, key/value cache of the shared prefixes,
@@ -573,7 +572,7 @@ class HFLLM(LLM):
         plen = [0] * len(ids)
         for g in groups:
             if len(g) > 1:
-                p = min(_common_prefix_all([ids[i] for i in g]), min(len(ids[i]) for i in g) - 1)
+                p = _common_prefix_all([ids[i] for i in g])
                 for i in g:
                     plen[i] = p if p >= self.MIN_SHARED_PREFIX else 0
         P = max(plen)
@@ -586,29 +585,15 @@ class HFLLM(LLM):
             computed.append(len(suffix))
         if not P:
             return rows, mask, None, 0, computed
-        kvs = {}
+        pieces = []
         for g in groups:
             q = plen[g[0]]
             if q:
                 kv, fresh = self._prefix_cache(ids[g[0]][:q])
-                kvs[g[0]] = kv
                 computed[g[0]] += fresh            # the prefix ran once (or not at all)
-        first = next(iter(kvs.values()))
-        layers = []
-        for l, layer in enumerate(first.layers):
-            k0, v0 = layer.keys, layer.values      # (1, heads, length, dim)
-            keys = k0.new_zeros((len(ids), k0.shape[1], P, k0.shape[3]))
-            values = v0.new_zeros((len(ids), v0.shape[1], P, v0.shape[3]))
-            for g in groups:
-                q = plen[g[0]]
-                if q:
-                    rows_g = torch.tensor(g, device=keys.device)
-                    keys[rows_g, :, P - q:] = kvs[g[0]].layers[l].keys[0]
-                    values[rows_g, :, P - q:] = kvs[g[0]].layers[l].values[0]
-            layers.append((keys, values))
-        from transformers import DynamicCache
-
-        return rows, mask, DynamicCache(ddp_cache_data=layers, config=self.model.config), P, computed
+                pieces.append((torch.tensor(g, device=self._device), kv, slice(0, q),
+                               slice(P - q, P)))
+        return rows, mask, _assemble_cache(pieces, len(ids), P, self.model.config), P, computed
 
     def _prefix_cache(self, prefix: list[int]):
         """Key/value cache of ``prefix`` (batch of one) and how many tokens were
@@ -799,6 +784,25 @@ def _length_chunks(lengths: list[int], waste: float = 1.3) -> list[list[int]]:
                 continue
         chunks.append([i])
     return chunks
+
+
+def _assemble_cache(pieces, n_rows: int, width: int, config):
+    """A key/value cache of ``n_rows`` rows and ``width`` columns: zeros (masked
+    padding) except where a piece ``(rows, cache, src, dst)`` copies columns
+    ``src`` of ``cache`` (one row per row of ``rows``, or one row for all) into
+    columns ``dst`` of ``rows``."""
+    from transformers import DynamicCache
+
+    layers = []
+    for n, layer in enumerate(pieces[0][1].layers):
+        k0 = layer.keys                                # (rows, heads, length, dim)
+        keys = k0.new_zeros((n_rows, k0.shape[1], width, k0.shape[3]))
+        values = k0.new_zeros((n_rows, k0.shape[1], width, k0.shape[3]))
+        for rows, cache, src, dst in pieces:
+            keys[rows, :, dst] = cache.layers[n].keys[:, :, src]
+            values[rows, :, dst] = cache.layers[n].values[:, :, src]
+        layers.append((keys, values))
+    return DynamicCache(ddp_cache_data=layers, config=config)
 
 
 def _cache_kw(model) -> str:
