@@ -293,7 +293,10 @@ def calibration_contrasts(grid_dir: str | os.PathLike) -> dict | None:
 
     Returns ``{"seeds": [...], "scores": {condition: [per seed]}, "contrasts":
     {name: [per seed]}}`` or None when the grid has no calibration cell."""
-    rows = grid_runs(grid_dir)
+    return _calibration_contrasts(grid_runs(grid_dir))
+
+
+def _calibration_contrasts(rows) -> dict | None:
     base = {c.seed: f for c, _, f in rows if c.factor == "baseline"}
     cal: dict[str, dict[int, dict]] = {}
     for c, _, f in rows:
@@ -304,14 +307,13 @@ def calibration_contrasts(grid_dir: str | os.PathLike) -> dict | None:
     seeds = sorted(set(base).intersection(*[set(v) for v in cal.values()]))
     if not seeds:
         return None
-    test = lambda f, key: f["comparisons"]["test"][key]["score"]["mean"]
-    scores = {"no experience": [test(base[s], "without") for s in seeds],
-              "SEO alone": [test(base[s], "with") for s in seeds]}
+    scores = {"no experience": [_score(base[s], key="without") for s in seeds],
+              "SEO alone": [_score(base[s], key="with") for s in seeds]}
     contrasts = {"SEO vs no experience": [a - b for a, b in zip(scores["SEO alone"],
                                                                  scores["no experience"])]}
     for level, by_seed in cal.items():
-        alone = [test(by_seed[s], "without") for s in seeds]
-        both = [test(by_seed[s], "with") for s in seeds]
+        alone = [_score(by_seed[s], key="without") for s in seeds]
+        both = [_score(by_seed[s], key="with") for s in seeds]
         scores[f"{level} calibration alone"] = alone
         scores[f"SEO + {level} calibration"] = both
         contrasts[f"{level} calibration vs no experience"] = [
@@ -326,10 +328,10 @@ def calibration_figure(grid_dir: str | os.PathLike, out: str | os.PathLike) -> P
     """Left: test score under no experience / SEO / calibration / both; right:
     what each adds to the other (differences of test scores on the same
     examples, one per seed), each with a 95% t-interval across seeds."""
-    got = calibration_contrasts(grid_dir)
+    rows = [r for r in grid_runs(grid_dir) if r[0].factor in ("baseline", "calibration")]
+    got = _calibration_contrasts(rows)
     if got is None:
         return None
-    rows = [r for r in grid_runs(grid_dir) if r[0].factor in ("baseline", "calibration")]
     n = len(got["seeds"])
     fig, (ax1, ax2) = plots.figure(14.0, 4.4, ncols=2)
     for ax, series, ylabel, title, limits in (
@@ -423,7 +425,7 @@ def transfer_figure(results: list[dict], out: Path) -> Path | None:
     """The transfer matrix across translation directions (paired chrF gain)."""
     from .generalization import direction_label, merge_seeds, transfer_matrix
 
-    rows = [r for r in results if r["pair"].startswith("transfer_")]
+    rows = merge_seeds([r for r in results if r["pair"].startswith("transfer_")])
     if not rows:
         return None
     m = transfer_matrix(rows)
@@ -446,11 +448,8 @@ def transfer_figure(results: list[dict], out: Path) -> Path | None:
                         cbar_label="chrF gain with E_T (points)")
     n = sorted({c["n"] for c in m["cells"].values()})
     fig.tight_layout()
-    seeds = sorted({tuple(r.get("seeds") or ()) for r in merge_seeds(rows)})
-    how = (f"mean over seeds {list(seeds[0])} with its 95% t-interval across seeds"
-           if seeds and seeds[0] else "its 95% paired bootstrap interval")
-    plots.footnote(fig, _results_note(rows) + f"\ncells: paired chrF difference (with E_T - without), "
-                   f"{how}; n = {', '.join(map(str, n))} sentences per seed; "
+    plots.footnote(fig, _results_note(rows) + f"\ncells: paired chrF difference (with E_T - without); "
+                   f"{_seeds_note(rows, 'sentences')}; n = {', '.join(map(str, n))} sentences per seed; "
                    "framed: the direction the experience was learned on (its test split)")
     return plots.save(fig, out / "transfer-matrix.png")
 
@@ -477,7 +476,8 @@ def build_all(runs_root: str | os.PathLike = "runs", out: str | os.PathLike = "f
     found = discover(root)
     from .baselines import build_figures as comparison_figures, collect as comparisons
 
-    if not any(found[k] for k in ("grids", "runs", "generalization", "noise")) and not comparisons(root):
+    compared = comparisons(root)
+    if not any(found[k] for k in ("grids", "runs", "generalization", "noise")) and not compared:
         where = f"{root} does not exist" if not root.is_dir() else f"{root} holds no finished run"
         say(f"no figures built: {where}. Make runs first, e.g. `seo-lite run --task trec "
             f"--answer-mode rank --preset smoke --out {root / 'trec-smoke'}` or "
@@ -497,7 +497,7 @@ def build_all(runs_root: str | os.PathLike = "runs", out: str | os.PathLike = "f
         paths += [p] if p else []
     for n in found["noise"]:
         paths.append(noise_figure(n, out))
-    if comparisons(root):
+    if compared:
         paths += comparison_figures(root, out, log=say)
     if found["unfinished"]:
         say(f"left out {len(found['unfinished'])} unfinished run(s) (no final.json), e.g. "

@@ -238,8 +238,7 @@ def source_config(train_task: str, *, preset: str = "smoke", overrides: dict | N
     (up to 256 tokens) are slow on a CPU."""
     from .params import make_setup
 
-    family = get_task(train_task).family
-    cap = (max_new_tokens or {}).get("qa" if family == "qa" or "qa" in family else family)
+    cap = (max_new_tokens or {}).get(_family(train_task))
     values = dict(task=train_task, task_options={"max_new_tokens": int(cap)} if cap else None,
                   seed=seed, data_source=data_source, generator=generator,
                   generator_options=generator_options, optimizer=optimizer,
@@ -276,13 +275,13 @@ def run_study(runs_dir: str | os.PathLike, *, pairs: Sequence[str], preset: str,
         spec = GENERALIZATION[pair]
         family = _family(spec["train"])
         size = eval_size[family] if isinstance(eval_size, dict) else eval_size
+        targets = study_targets(pair, langs)
         for seed in seeds:
             cfg = source_config(spec["train"], preset=preset,
                                 overrides={**overrides, **(family_overrides or {}).get(family, {})},
                                 max_new_tokens=max_new_tokens, seed=seed, data_source=data_source)
             run_dir = safe_run_path(runs_dir, f"{run_name(spec['train'])}-s{seed}")
             result = run_experiment(cfg, run_dir, progress=progress)
-            targets = study_targets(pair, langs)
             out.append(evaluate_generalization(run_dir, pair, size=size, tasks=targets,
                                                progress=progress))
             print(result.run.summary() if progress else "", end="\n" if progress else "")
