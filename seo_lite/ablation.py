@@ -111,8 +111,7 @@ GRIDS: dict[str, dict[str, Any]] = {
         seeds=(0, 1), validation=("fixed", "none"), comparison_off=True,
         val_sizes=(4, 16), weak_optimizer="embedded-4bit"),
     # SST-2, label ranking, embedded model: the quick start's own budget (classroom),
-    # so the baseline cells are the quick start; about 2 minutes a cell on 2 cores,
-    # 24 cells
+    # so the baseline cells are the quick start; 27 cells, 2-5 minutes each on 2 cores
     "sst2-rank": dict(
         base={"TASK": "sst2", "ANSWER_MODE": "rank", "PRESET": "classroom"},
         seeds=(0, 1, 2), validation=("fixed", "none"), comparison_off=True,
