@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .config import ConfigError, SEOConfig
 from .params import add_cost_flags, add_run_flags, pairs, setup_from_args
+from .tasks.base import ANSWER_MODE_CHOICES
 
 
 def cmd_run(args) -> int:
@@ -150,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--split", choices=("train", "dev", "test"), default="test")
     e.add_argument("--size", type=int, default=100)
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--answer-mode", choices=("generate", "rank", "auto", "score"),
+    e.add_argument("--answer-mode", choices=ANSWER_MODE_CHOICES,
                    help="default: the task's own; auto: rank for a local model on a labelled task; score: old name of rank")
     e.add_argument("--data-source", choices=("local", "hub"), default="local")
     e.set_defaults(fn=cmd_eval)

@@ -214,8 +214,9 @@ def add_run_flags(parser) -> None:
     import argparse
 
     from .config import VALIDATION_MODES
+    from .tasks.base import ANSWER_MODE_CHOICES
 
-    choices = {"validation": VALIDATION_MODES, "answer_mode": ("generate", "rank", "auto", "score")}
+    choices = {"validation": VALIDATION_MODES, "answer_mode": ANSWER_MODE_CHOICES}
     parser.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
                         help="the budget the other flags start from (default %(default)s)")
     for k in KNOBS.values():

@@ -36,6 +36,9 @@ from . import calibration as calib
 ANSWER_MODES = ("generate", "rank")
 RANK = "rank"
 _OLD_ANSWER_MODES = {"score": RANK}     # renamed: "score" means only the task's metric
+#: what a flag or notebook parameter accepts: the modes, "auto" (resolved by
+#: ``build.resolve_answer_mode``) and the old names
+ANSWER_MODE_CHOICES = (*ANSWER_MODES, "auto", *_OLD_ANSWER_MODES)
 
 
 def normalize_answer_mode(mode: str | None) -> str | None:
