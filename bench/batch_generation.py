@@ -21,7 +21,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json")
     args = ap.parse_args(argv)
 
-    from seo_lite.data import load_examples
+    from seo_lite.machinery.data import load_examples
     from seo_lite.llm import GenParams, Request, make_llm
     from seo_lite.tasks import get_task
 

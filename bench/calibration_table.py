@@ -27,7 +27,7 @@ TASKS = ("sst2", "trec", "ag_news")
 def conditions_for(task_name: str, runs: list[str]) -> dict:
     """label -> Experience | None: no experience, then each run's learned one
     (runs on another task are skipped)."""
-    from seo_lite.runs import load_run
+    from seo_lite.machinery.runs import load_run
     from seo_lite.tasks import get_task
 
     out = {"no experience": None}
@@ -41,7 +41,7 @@ def conditions_for(task_name: str, runs: list[str]) -> dict:
 def measure(tasks=TASKS, runs=(), train=60, dev=40, test=100, seed=0, generator="embedded"):
     """Rows of {task, experience, calibration, accuracy, macro_f1, distribution, gold},
     and the model (for its usage)."""
-    from seo_lite.data import load_splits
+    from seo_lite.machinery.data import load_splits
     from seo_lite.llm import make_llm
     from seo_lite.tasks import get_task
     from seo_lite.tasks.calibration import CALIBRATIONS

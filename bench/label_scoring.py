@@ -22,7 +22,7 @@ def main(argv=None) -> int:
     import torch
 
     from seo_lite import Experience
-    from seo_lite.data import load_examples
+    from seo_lite.machinery.data import load_examples
     from seo_lite.llm import make_llm
     from seo_lite.tasks import get_task
 

@@ -125,7 +125,7 @@ def optimizer_messages_v1(*, instruction, input_text, gold, experience, with_tex
 
 
 def use_prompt(version: str) -> None:
-    import seo_lite.seo as seo
+    import seo_lite.method.seo as seo
 
     if version == "v1":
         seo.optimizer_messages = optimizer_messages_v1
@@ -199,7 +199,7 @@ def main(argv=None) -> int:
     print("\n2. What the optimizer wrote (all candidates, all steps)")
     print(f"{'task':<9}{'seed':>4}  {'replies':>7} {'parsed':>7} {'names task':>11} "
           f"{'echoes prompt':>14} {'beats E_t':>10}")
-    from seo_lite.data import load_examples
+    from seo_lite.machinery.data import load_examples
 
     for task in args.tasks:
         inputs = {ex.id: ex.input for ex in load_examples(task)}

@@ -7,11 +7,12 @@ The names follow the paper; docs/architecture.md maps each step to its module.
 >>> run = train(config)                      # doctest: +SKIP
 >>> print(run.experience)                    # doctest: +SKIP
 """
-from .config import PRESETS, ConfigError, SEOConfig
-from .experience import Experience
+from .method.config import PRESETS, ConfigError, SEOConfig
+from .method.experience import Experience
 from .llm import GenParams, LLMError, LoglikelihoodRequest, Request, make_llm
-from .seo import (Candidate, SEORun, StepDecision, StepRecord, Trial, compare, evaluate,
-                  propose_candidates, run_trials, sample_validation_set, select, seo_step)
+from .method.evaluation import compare, evaluate
+from .method.seo import (Candidate, SEORun, StepDecision, StepRecord, Trial, propose_candidates,
+                         run_trials, sample_validation_set, select, seo_step)
 
 __version__ = "0.1.0"
 
@@ -22,21 +23,21 @@ def __getattr__(name):
         from . import tasks
         return getattr(tasks, name)
     if name in ("load_splits", "load_examples"):
-        from . import data
+        from .machinery import data
         return getattr(data, name)
     if name in ("run_experiment", "report"):
-        from . import experiment
+        from .lab import experiment
         return getattr(experiment, name)
     if name == "train":
-        from .training import train
+        from .machinery.training import train
         return train
     if name == "estimate_cost":                  # the dry run: what a config will cost
-        from .cost import estimate_cost
+        from .machinery.dryrun import estimate_cost
         return estimate_cost
     if name == "prepare":
-        from .build import prepare
+        from .machinery.build import prepare
         return prepare
     if name == "load_run":
-        from .runs import load_run
+        from .machinery.runs import load_run
         return load_run
     raise AttributeError(f"module 'seo_lite' has no attribute {name!r}")

@@ -19,17 +19,17 @@ import os
 import sys
 from pathlib import Path
 
-from .config import ConfigError, SEOConfig
-from .params import add_cost_flags, add_run_flags, pairs, setup_from_args
+from .method.config import ConfigError, SEOConfig
+from .machinery.params import add_cost_flags, add_run_flags, pairs, setup_from_args
 from .tasks.base import ANSWER_MODE_CHOICES
 
 
 def cmd_run(args) -> int:
-    from .experiment import run_experiment
+    from .lab.experiment import run_experiment
 
     config = setup_from_args(args).config
     if args.dry_run or args.price_per_mtok or args.tokens_per_second:
-        from .cost import estimate_cost
+        from .machinery.dryrun import estimate_cost
 
         print(estimate_cost(config, price_per_mtok=args.price_per_mtok,
                             tokens_per_second=args.tokens_per_second))
@@ -63,12 +63,12 @@ def cmd_run(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .build import make_task
-    from .data import load_splits
-    from .experience import Experience
+    from .machinery.build import make_task
+    from .machinery.data import load_splits
+    from .method.experience import Experience
     from .llm import make_llm
-    from .runs import load_run
-    from .seo import compare
+    from .machinery.runs import load_run
+    from .method.evaluation import compare
 
     experience = Experience()
     if args.run:
@@ -94,8 +94,8 @@ def cmd_eval(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .experiment import report
-    from .plots import run_summary
+    from .lab.experiment import report
+    from .lab.plots import run_summary
 
     print(report(args.run_dir))
     if not args.no_figure:
@@ -119,7 +119,7 @@ def cmd_tasks(args) -> int:
 
 
 def cmd_figures(args) -> int:
-    from . import figures
+    from .lab import figures
 
     for path in figures.build_all(runs_root=args.runs, out=args.out):
         print(path)
@@ -173,12 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from .llm import CacheError, LLMError
-    from .runs import RunError
+    from .machinery.runs import RunError
 
     # OSError: a file the user named is missing, a folder is not writable, the disk is full
     errs: list[type[BaseException]] = [ConfigError, LLMError, CacheError, RunError, OSError]
     try:
-        from .data import DataError
+        from .machinery.data import DataError
         from .tasks import TaskError
         errs += [DataError, TaskError]
     except ImportError:  # pragma: no cover - tasks package missing

@@ -26,7 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The folder the loader reads with no argument (the shipped samples by default)."""
-    from seo_lite.data import data_folder
+    from seo_lite.machinery.data import data_folder
 
     return data_folder()
 

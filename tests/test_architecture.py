@@ -88,16 +88,41 @@ def test_no_import_circle_in_the_package():
     assert cycles(import_graph()) == []
 
 
-def test_the_algorithm_module_reads_no_file_and_loads_no_model():
+# The layers by folder, top to bottom; a module imports only from its own layer or above.
+# tasks/ and llm/ are machinery (task families, model backends) behind interfaces the method
+# uses: INTERFACES.  cli.py and the package's __init__ are the front door above everything.
+LAYERS = ["method", "machinery", "lab", "front"]
+INTERFACES = {"seo_lite.tasks.base", "seo_lite.tasks.calibration", "seo_lite.llm.base",
+              "seo_lite.llm.usage", "seo_lite.llm.secrets"}
+
+
+def layer(module: str) -> str:
+    parts = module.split(".") + [""]
+    if parts[1] in ("method", "machinery", "lab"):
+        return parts[1]
+    return "machinery" if parts[1] in ("tasks", "llm") else "front"
+
+
+def test_each_folder_imports_only_from_its_layer_or_above():
     graph = import_graph()
-    allowed = {"seo_lite.config", "seo_lite.experience", "seo_lite.llm.base", "seo_lite.prompts",
-               "seo_lite.stats", "seo_lite.tasks.base"}          # types and pure functions
-    assert graph["seo_lite.seo"] <= allowed, graph["seo_lite.seo"] - allowed
-    tree = ast.parse((PACKAGE / "seo.py").read_text(encoding="utf-8"))
-    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
-    attrs = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
-    assert not {"open", "Path", "make_llm", "load_splits", "RunDir"} & names
-    assert not {"read_text", "write_text", "read_bytes", "mkdir"} & attrs
+    assert {layer(m) for m in graph} == set(LAYERS)
+    wrong = {(m, d) for m, deps in graph.items() for d in deps
+             if LAYERS.index(layer(d)) > LAYERS.index(layer(m)) and d not in INTERFACES}
+    assert not wrong, sorted(wrong)
+
+
+def test_the_method_folder_reads_no_file_and_loads_no_model():
+    graph = import_graph()
+    method = {m for m in graph if layer(m) == "method"}
+    assert "seo_lite.method.seo" in method
+    for mod in method:                               # only its own pieces and the interfaces
+        assert graph[mod] <= method | INTERFACES, (mod, graph[mod] - method - INTERFACES)
+    for path in (PACKAGE / "method").glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+        attrs = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+        assert not {"open", "Path", "make_llm", "load_splits", "RunDir"} & names, path
+        assert not {"read_text", "write_text", "read_bytes", "mkdir"} & attrs, path
 
 
 def test_no_module_is_tied_to_a_checkout():
@@ -107,12 +132,12 @@ def test_no_module_is_tied_to_a_checkout():
 
 
 def test_the_grid_finds_run_seo_or_says_where_to_get_it(tmp_path, monkeypatch):
-    from seo_lite.grid_runner import find_run_notebook
+    from seo_lite.lab.grid_runner import find_run_notebook
 
     monkeypatch.chdir(tmp_path)                           # no checkout here or above
     with pytest.raises(FileNotFoundError, match="not found.*clone the repository.*notebook=PATH"):
         find_run_notebook()
-    from seo_lite.ablation import main
+    from seo_lite.lab.ablation import main
     assert main(["smoke", "--runs", str(tmp_path / "runs")]) == 2     # one line, no traceback
     assert not (tmp_path / "runs").exists()
     with pytest.raises(FileNotFoundError, match="give the path"):
@@ -127,8 +152,8 @@ def test_the_grid_finds_run_seo_or_says_where_to_get_it(tmp_path, monkeypatch):
 
 
 def test_importing_the_package_from_elsewhere_needs_no_checkout(tmp_path):
-    code = ("import seo_lite.ablation, seo_lite.grid_runner, seo_lite.params, seo_lite.cli, "
-            "seo_lite.figures, seo_lite.generalization, seo_lite.training; print('ok')")
+    code = ("import seo_lite.lab.ablation, seo_lite.lab.grid_runner, seo_lite.machinery.params, seo_lite.cli, "
+            "seo_lite.lab.figures, seo_lite.lab.generalization, seo_lite.machinery.training; print('ok')")
     env = {**os.environ, "PYTHONPATH": str(PACKAGE.parent)}
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
                          capture_output=True, text=True)

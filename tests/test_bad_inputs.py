@@ -25,11 +25,11 @@ import pytest
 
 from seo_lite import SEOConfig, train
 from seo_lite.cli import _user_errors
-from seo_lite.config import ConfigError
-from seo_lite.data import DataError, load_splits
+from seo_lite.method.config import ConfigError
+from seo_lite.machinery.data import DataError, load_splits
 from seo_lite.llm import CacheError, CallCache, LLMError, LoglikelihoodRequest, make_llm
-from seo_lite.runs import RunError, load_run
-from seo_lite.build import prepare
+from seo_lite.machinery.runs import RunError, load_run
+from seo_lite.machinery.build import prepare
 from seo_lite.tasks import get_task
 from seo_lite.tasks.base import TaskError
 from tests.support.scripted import ScriptedLLM
@@ -60,7 +60,7 @@ def broken_data(tmp: Path, monkeypatch, edit: Callable[[list[str]], list[str]]) 
     """A copy of the TREC sample with its lines edited, made the data folder."""
     folder = tmp / "data"
     folder.mkdir()
-    from seo_lite.data import data_folder
+    from seo_lite.machinery.data import data_folder
 
     src = data_folder() / TREC
     lines = src.read_text(encoding="utf-8").splitlines()
@@ -127,7 +127,7 @@ def not_text_data(kind: str):
         import gzip
         import random
 
-        from seo_lite.data import data_folder
+        from seo_lite.machinery.data import data_folder
 
         text = (data_folder() / TREC).read_text(encoding="utf-8")
         folder = tmp / "data"

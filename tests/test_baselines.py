@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 
 from seo_lite import Experience, SEOConfig
-from seo_lite.baselines import (ARMS, arm_configs, build_figures, check_equal_budget, collect,
+from seo_lite.lab.baselines import (ARMS, arm_configs, build_figures, check_equal_budget, collect,
                                 load_references, reference_experience, run_comparison,
                                 stratified_bootstrap, summarize)
 from seo_lite.llm import GenParams, LLMError, Request, make_llm
 from seo_lite.llm.rulebank import RULE_BANK, RuleBankLLM, guess_family, read_optimizer_prompt
-from seo_lite.prompts import optimizer_messages
+from seo_lite.method.prompts import optimizer_messages
 from seo_lite.tasks import get_task, list_tasks
 from tests.support.scripted import ScriptedLLM
 
@@ -159,7 +159,7 @@ def _label_scorer(good_rules):
 
 def test_seo_with_the_rule_bank_finds_a_helpful_bank_rule_and_replays_exactly(tmp_path):
     from seo_lite.tasks.base import Example
-    from seo_lite.data import Splits
+    from seo_lite.machinery.data import Splits
     from seo_lite import train
 
     good = [RULE_BANK["classification"][i] for i in (3, 4, 6)]
@@ -256,7 +256,7 @@ def test_comparison_runs_resume_and_the_figure_is_built_from_them(compare_runs):
     assert 0 < u["llm"]["generator_requests"] <= 1 * (2 * 1 + (1 + 1) * 2)
     assert len(summary["verdict"]) == len(summary["differences"])
     # `seo-lite figures` builds the comparison too, among the other figures of the folder
-    from seo_lite.figures import build_all
+    from seo_lite.lab.figures import build_all
     built = build_all(runs, root / "all-figures", log=None)
     assert "comparison-trec.png" in {p.name for p in built}
     again = json.loads((root / "all-figures" / "comparison-trec.json").read_text())

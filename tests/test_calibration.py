@@ -9,10 +9,11 @@ from collections import Counter
 
 import pytest
 
-from seo_lite import SEOConfig, explorer
-from seo_lite.config import ConfigError
-from seo_lite.experience import Experience
-from seo_lite.prompts import EXPERIENCE_HEADER
+from seo_lite import SEOConfig
+from seo_lite.lab import explorer
+from seo_lite.method.config import ConfigError
+from seo_lite.method.experience import Experience
+from seo_lite.method.prompts import EXPERIENCE_HEADER
 from seo_lite.tasks import get_task
 from seo_lite.tasks import calibration as calib
 from seo_lite.tasks.base import Example, TaskError
@@ -148,7 +149,7 @@ def test_batch_counts_each_distinct_example_once_and_empty_equals_no_experience(
 
 
 def test_validation_scores_each_candidate_with_its_own_batch_prior():
-    from seo_lite.seo import score_experiences
+    from seo_lite.method.seo import score_experiences
 
     llm = ScriptedLLM(lambda r: "", score=batch_scores)
     scores = score_experiences(sst2("batch"), llm, [Experience(), Experience([RULE])], EXAMPLES)
@@ -171,8 +172,8 @@ def test_calibration_is_a_score_mode_setting():
 
 
 def test_run_directory_records_calibration_and_explorer_shows_it(tmp_path):
-    from seo_lite.experiment import run_experiment
-    from seo_lite.runs import load_run
+    from seo_lite.lab.experiment import run_experiment
+    from seo_lite.machinery.runs import load_run
 
     def score(req):
         return lp(0.3 + 0.4 * (len(req.messages[-1]["content"]) % 2))
@@ -199,7 +200,7 @@ def test_run_directory_records_calibration_and_explorer_shows_it(tmp_path):
 def test_embedded_calibration_moves_answers_off_the_majority_label(tmp_path):
     """8 SST-2 reviews: raw scoring says mostly one label; both calibrations say
     it less often.  A second pass over the same cache makes no model call."""
-    from seo_lite.data import load_splits
+    from seo_lite.machinery.data import load_splits
     from seo_lite.llm import make_llm
 
     cache = tmp_path / "cache"

@@ -1,4 +1,4 @@
-"""The dry run (seo_lite.cost): counts what a run sends, before any model loads.
+"""The dry run (seo_lite.machinery.dryrun): counts what a run sends, before any model loads.
 
 Decision logic against a scripted run (real SEO code, answers chosen by the
 test, a real call cache): the dry run's model calls are what the run makes,
@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from seo_lite import SEOConfig
-from seo_lite.config import ConfigError
-from seo_lite.cost import CHARS_PER_TOKEN, estimate_cost, parse_rates, token_counter
-from seo_lite.experiment import run_experiment
+from seo_lite.method.config import ConfigError
+from seo_lite.machinery.dryrun import CHARS_PER_TOKEN, estimate_cost, parse_rates, token_counter
+from seo_lite.lab.experiment import run_experiment
 from seo_lite.llm.cache import CallCache
 from tests.support.scripted import ScriptedLLM
 from tests.test_seo_logic import GOOD, YesTask, splits
@@ -130,14 +130,14 @@ def test_a_hub_model_not_in_the_local_cache_is_an_estimate_in_characters():
 
 
 def _no_model_may_load(monkeypatch):
-    import seo_lite.build
+    import seo_lite.machinery.build
     import seo_lite.llm
     import seo_lite.llm.hf as hf
 
     def refuse(*a, **k):
         raise AssertionError("the dry run built or loaded a model")
     monkeypatch.setattr(seo_lite.llm, "make_llm", refuse)
-    monkeypatch.setattr(seo_lite.build, "make_models", refuse)
+    monkeypatch.setattr(seo_lite.machinery.build, "make_models", refuse)
     monkeypatch.setattr(hf, "load_model", refuse)
     monkeypatch.setattr(hf.HFLLM, "load", refuse)
 

@@ -32,9 +32,9 @@ from pathlib import Path
 import pytest
 
 from seo_lite import SEOConfig
-from seo_lite.experiment import run_experiment
+from seo_lite.lab.experiment import run_experiment
 from seo_lite.llm import CallCache, make_llm
-from seo_lite.runs import load_run
+from seo_lite.machinery.runs import load_run
 from tests.support.runs_check import (canonical, check_cache, complete_lines, count_entries,
                                       invocation_calls, kill_when, run_child, spawn,
                                       step_numbers, temporaries)

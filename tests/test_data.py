@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from seo_lite.data import (DATA_ENV, GENERALIZATION, DataError, Splits, load_eval_set,
+from seo_lite.machinery.data import (DATA_ENV, GENERALIZATION, DataError, Splits, load_eval_set,
                            load_examples, load_splits, seeded_order)
 from seo_lite.tasks import TaskError, get_task
 
@@ -159,7 +159,7 @@ def test_hub_failure_is_a_clear_error(monkeypatch):
 
 
 def test_hub_script_dataset_error_says_what_to_do(fake_hub):
-    from seo_lite.data import _hub_load
+    from seo_lite.machinery.data import _hub_load
 
     with pytest.raises(DataError, match=r"trust_remote_code.*loading script.*"
                                         r"revision='refs/convert/parquet'"):
@@ -174,7 +174,7 @@ def _write(folder, name, text):
 
 
 def test_no_folder_named(monkeypatch):
-    import seo_lite.data as data
+    import seo_lite.machinery.data as data
 
     monkeypatch.delenv(DATA_ENV, raising=False)
     assert len(load_examples("trec")) == 300                 # the samples that ship with seo_lite
@@ -344,7 +344,7 @@ def test_readme_own_data_examples_run(title, file, tmp_path, monkeypatch, capsys
 
 
 def test_readme_config_example_builds_the_task(tmp_path, monkeypatch):
-    from seo_lite.build import prepare
+    from seo_lite.machinery.build import prepare
 
     section = _section("### Your own labels")
     (tmp_path / "tickets.jsonl").write_text(_blocks(section, "jsonl")[0], encoding="utf-8")

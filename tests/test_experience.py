@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from seo_lite.experience import MAX_REPLY_CHARS, MAX_RULE_CHARS, Experience
-from seo_lite.prompts import EXPERIENCE_HEADER, generator_messages, optimizer_messages
+from seo_lite.method.experience import MAX_REPLY_CHARS, MAX_RULE_CHARS, Experience
+from seo_lite.method.prompts import EXPERIENCE_HEADER, generator_messages, optimizer_messages
 
 
 def test_render_and_markdown_round_trip():

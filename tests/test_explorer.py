@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from seo_lite import explorer
-from seo_lite.runs import load_run
+from seo_lite.lab import explorer
+from seo_lite.machinery.runs import load_run
 from tests.test_figures import GOOD_RULE, scripted_run
 
 
@@ -114,8 +114,8 @@ def test_outside_a_kernel_widgets_are_not_used(run_dir):
 
 def test_a_run_without_steps(tmp_path, capsys):
     from seo_lite import SEOConfig
-    from seo_lite.seo import SEORun
-    from seo_lite.experience import Experience
+    from seo_lite.method.seo import SEORun
+    from seo_lite.method.experience import Experience
 
     empty = SEORun(SEOConfig(), [], Experience())
     assert explorer.explore(empty, widgets=False, examples=None) is None

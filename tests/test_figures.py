@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from seo_lite import ablation, figures, grid_runner, noise_study, plots
-from seo_lite.params import setup_from_parameters
-from seo_lite.files import save_json
-from seo_lite.runs import safe_run_path
-from seo_lite.experiment import run_experiment
-from seo_lite.generalization import evaluate_generalization, load_results, transfer_matrix
-from seo_lite.prompts import EXPERIENCE_HEADER, OPTIMIZER_SYSTEM
+from seo_lite.lab import ablation, figures, grid_runner, noise_study, plots
+from seo_lite.machinery.params import setup_from_parameters
+from seo_lite.machinery.files import save_json
+from seo_lite.machinery.runs import safe_run_path
+from seo_lite.lab.experiment import run_experiment
+from seo_lite.lab.generalization import evaluate_generalization, load_results, transfer_matrix
+from seo_lite.method.prompts import EXPERIENCE_HEADER, OPTIMIZER_SYSTEM
 from tests.support.scripted import ScriptedLLM
 
 REPO = Path(__file__).resolve().parents[1]
@@ -168,7 +168,7 @@ def _visible_xticks(ax) -> list[float]:
 
 def test_run_figures_show_whole_steps_and_the_chance_level_of_labelled_tasks(tmp_path):
     import matplotlib.pyplot as plt
-    from seo_lite.runs import load_run
+    from seo_lite.machinery.runs import load_run
 
     out = tmp_path / "run"
     scripted_run(out)                                    # TREC: six labels, steps 0..2
@@ -425,8 +425,8 @@ def test_calibration_figure_needs_calibration_cells(grid, tmp_path):
 def test_generalization_results_of_several_seeds_merge_into_one_estimate(tmp_path):
     """Three seeds of one pair: one bar/cell per target, the mean over seeds with a
     t-interval across them, each seed's own result kept beside it."""
-    from seo_lite.generalization import merge_seeds
-    from seo_lite.stats import across_seeds
+    from seo_lite.lab.generalization import merge_seeds
+    from seo_lite.method.stats import across_seeds
 
     llm = scripted_llm()
     for seed in (0, 1, 2):
@@ -451,7 +451,7 @@ def test_generalization_results_of_several_seeds_merge_into_one_estimate(tmp_pat
 
 
 def test_the_study_keeps_qa_targets_when_it_restricts_translation_languages():
-    from seo_lite.generalization import CPU_STUDY, study_targets
+    from seo_lite.lab.generalization import CPU_STUDY, study_targets
 
     assert study_targets("ood_hotpotqa_to_2wiki", ("fr", "zh")) == ["2wikimultihopqa"]
     assert study_targets("transfer_flores_de-en", ("fr", "zh")) == ["flores:fr-en", "flores:zh-en"]

@@ -73,7 +73,7 @@ def _run(env_dir: Path, args: list[str], cwd: Path, timeout: int = 600) -> subpr
 
 def test_installed_package_imports_from_the_venv_and_finds_its_data(installed, tmp_path):
     code = ("import importlib, pkgutil, json, seo_lite\n"
-            "from seo_lite.data import data_folder, load_examples\n"
+            "from seo_lite.machinery.data import data_folder, load_examples\n"
             "mods = [m.name for m in pkgutil.walk_packages(seo_lite.__path__, 'seo_lite.')]\n"
             "for m in mods: importlib.import_module(m)\n"
             "print(json.dumps({'file': seo_lite.__file__, 'data': str(data_folder()),\n"

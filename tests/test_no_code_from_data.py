@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from seo_lite import SEOConfig, train
-from seo_lite.experience import Experience
-from seo_lite.runs import RunDir, RunError, load_run, safe_run_path
+from seo_lite.method.experience import Experience
+from seo_lite.machinery.runs import RunDir, RunError, load_run, safe_run_path
 from tests.support.runs_check import REPO
 from tests.support.scripted import ScriptedLLM
 from tests.support.seo_child import Stepper

@@ -21,7 +21,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from seo_lite.grid_runner import kernel_config
+from seo_lite.lab.grid_runner import kernel_config
 
 REPO = Path(__file__).resolve().parents[1]
 NB_DIR = REPO / "notebooks"
@@ -109,7 +109,7 @@ def test_notebook_layout(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebooks_hold_no_algorithm_code(path):
     """Cells may define tiny display helpers, never the algorithm's pieces."""
-    import seo_lite.seo as seo
+    import seo_lite.method.seo as seo
 
     algorithm = {n for n in dir(seo) if not n.startswith("_") and callable(getattr(seo, n))}
     for cell in _read(path).cells:
@@ -122,7 +122,7 @@ def test_notebooks_hold_no_algorithm_code(path):
 
 
 def test_run_seo_parameters_are_the_library_list():
-    from seo_lite.params import RUN_PARAMETERS
+    from seo_lite.machinery.params import RUN_PARAMETERS
 
     tree = ast.parse(_params_cell(_read(NB_DIR / "run_seo.ipynb")).source)
     names = [t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets]

@@ -8,10 +8,10 @@ import dataclasses
 import json
 from pathlib import Path
 
-from seo_lite import build, params
+from seo_lite.machinery import build, params
 from seo_lite.cli import build_parser, main
-from seo_lite.config import SEOConfig, knob
-from seo_lite.prompts import OPTIMIZER_SYSTEM
+from seo_lite.method.config import SEOConfig, knob
+from seo_lite.method.prompts import OPTIMIZER_SYSTEM
 from tests.support.scripted import ScriptedLLM
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "run_seo.ipynb"
@@ -176,7 +176,7 @@ def test_cli_names_the_run_directory_only_once_the_run_has_begun(tmp_path, monke
 def test_the_result_prints_one_scale_per_line(tmp_path, monkeypatch):
     monkeypatch.setattr(build, "make_models", _scripted)
     monkeypatch.setenv("SEO_LITE_CACHE", "off")
-    from seo_lite.experiment import run_experiment
+    from seo_lite.lab.experiment import run_experiment
 
     cfg = SEOConfig.preset("smoke", task="trec", answer_mode="generate", steps=1)
     text = str(run_experiment(cfg, tmp_path / "run", progress=False, figure=False))

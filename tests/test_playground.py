@@ -10,9 +10,9 @@ import json
 import pytest
 
 from seo_lite import Experience, SEOConfig
-from seo_lite.data import load_splits
-from seo_lite.playground import Playground, rules_from_text
-from seo_lite.seo import sample_validation_set, score_experiences, step_rng
+from seo_lite.machinery.data import load_splits
+from seo_lite.lab.playground import Playground, rules_from_text
+from seo_lite.method.seo import sample_validation_set, score_experiences, step_rng
 from seo_lite.tasks import get_task
 from seo_lite.tasks.base import Example
 from tests.support.scripted import ScriptedLLM

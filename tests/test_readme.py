@@ -33,7 +33,7 @@ def test_own_task_example_runs(tmp_path, monkeypatch):
     monkeypatch.setattr(registry, "_USER", {})
     ns: dict = {}
     exec(compile(code, "README.md", "exec"), ns)
-    from seo_lite.data import load_splits
+    from seo_lite.machinery.data import load_splits
     from seo_lite.tasks import get_task
 
     task = get_task("capitals")

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from seo_lite import SEOConfig
-from seo_lite.experiment import run_experiment
+from seo_lite.lab.experiment import run_experiment
 from seo_lite.llm import make_llm
-from seo_lite.runs import load_run
-from seo_lite.training import train
+from seo_lite.machinery.runs import load_run
+from seo_lite.machinery.training import train
 
 pytestmark = pytest.mark.slow
 

@@ -13,10 +13,10 @@ import json
 import pytest
 
 from seo_lite import SEOConfig, train
-from seo_lite.config import ConfigError
-from seo_lite.data import Splits
-from seo_lite.prompts import EXPERIENCE_HEADER
-from seo_lite.runs import load_run
+from seo_lite.method.config import ConfigError
+from seo_lite.machinery.data import Splits
+from seo_lite.method.prompts import EXPERIENCE_HEADER
+from seo_lite.machinery.runs import load_run
 from seo_lite.tasks.base import Example, Task
 from tests.support.scripted import ScriptedLLM
 

@@ -23,7 +23,7 @@ import sys
 import pytest
 
 from seo_lite import SEOConfig
-from seo_lite.experiment import run_experiment
+from seo_lite.lab.experiment import run_experiment
 from seo_lite.llm import LLMError
 from tests.support.openai_server import serve
 from tests.support.responders import body_key, seo_responder

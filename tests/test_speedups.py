@@ -16,10 +16,10 @@ import pytest
 import torch
 
 from seo_lite import Experience, SEOConfig
-from seo_lite.data import load_examples
+from seo_lite.machinery.data import load_examples
 from seo_lite.llm import GenParams, Request, make_llm
 from seo_lite.llm.stopping import cut_at_list_end, list_end
-from seo_lite.training import train
+from seo_lite.machinery.training import train
 from seo_lite.tasks import get_task
 
 
@@ -118,7 +118,7 @@ def test_prefix_shared_generation_equals_one_at_a_time(embedded):
 def test_prompts_run_in_chunks_of_similar_length():
     """The prompt pass groups rows whose padded length wastes little, so a batch
     of short and long prompts does not pad every short one to the longest."""
-    from seo_lite.llm.hf import _length_chunks
+    from seo_lite.llm.decode import _length_chunks
 
     chunks = _length_chunks([10, 40, 11, 41, 10, 39])
     assert sorted(sorted(c) for c in chunks) == [[0, 2, 4], [1, 3, 5]]

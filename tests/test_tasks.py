@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from seo_lite.data import load_examples
+from seo_lite.machinery.data import load_examples
 from seo_lite.tasks import (Example, Prediction, Task, TaskError, get_task, list_tasks,
                             register_task, unregister_task)
 from seo_lite.tasks.metrics import normalize_answer
@@ -254,7 +254,7 @@ def _jsonl(path, rows):
 
 
 def test_translation_from_any_parallel_file(tmp_path):
-    from seo_lite.data import DataError, load_splits
+    from seo_lite.machinery.data import DataError, load_splits
     from seo_lite.tasks.metrics import _tokenizer_works, corpus_bleu
     from seo_lite.tasks.translation import translation_task
 
@@ -320,8 +320,8 @@ def test_translation_from_any_parallel_file(tmp_path):
 
 def test_classification_from_your_own_labels(tmp_path, monkeypatch):
     from seo_lite import SEOConfig
-    from seo_lite.data import DataError
-    from seo_lite.build import prepare
+    from seo_lite.machinery.data import DataError
+    from seo_lite.machinery.build import prepare
     from seo_lite.tasks import ANSWER_MODES
     from seo_lite.tasks.classification import classification_task
 

@@ -25,7 +25,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ..files import atomic_write_text  # noqa: F401  (re-exported: it lived here before)
+from ..machinery.files import atomic_write_text  # noqa: F401  (re-exported: it lived here before)
 
 CACHE_VERSION = 1
 ENV_CACHE = "SEO_LITE_CACHE"

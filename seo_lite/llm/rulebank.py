@@ -7,7 +7,7 @@ stochastic validation, selection and run directory apply unchanged and the
 generator's call budget is the same as with an LLM optimizer.
 
 For each optimizer request it reads, from the optimizer prompt of
-``seo_lite.prompts`` (the prompt is its only input):
+``seo_lite.method.prompts`` (the prompt is its only input):
 
 * the task instruction, which gives the task family (classification,
   multi-hop QA, translation; ``family=`` overrides the guess),
@@ -123,9 +123,9 @@ def _between(template: str, field: str) -> tuple[str, str]:
 
 def read_optimizer_prompt(messages) -> dict[str, Any]:
     """Instruction, E_t (list of rules) and max_rules out of an optimizer prompt
-    built by :func:`seo_lite.prompts.optimizer_messages`."""
-    from ..experience import parse_rules
-    from ..prompts import OPTIMIZER_USER
+    built by :func:`seo_lite.method.prompts.optimizer_messages`."""
+    from ..method.experience import parse_rules
+    from ..method.prompts import OPTIMIZER_USER
 
     user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
     out: dict[str, Any] = {}
@@ -135,7 +135,7 @@ def read_optimizer_prompt(messages) -> dict[str, Any]:
         m = re.search(pattern, user, re.DOTALL)
         if not m:
             raise LLMError("the rule-bank optimizer could not read the optimizer prompt "
-                           f"(no {field!r} where seo_lite.prompts.OPTIMIZER_USER puts it)")
+                           f"(no {field!r} where seo_lite.method.prompts.OPTIMIZER_USER puts it)")
         out[field] = m.group(1)
     rules, _ = parse_rules(out["experience"])
     return {"instruction": out["instruction"].strip(), "rules": rules,

@@ -1,7 +1,7 @@
 """Where an optimizer's numbered list is over (``GenParams.stop_list_after``).
 
 The optimizer is asked for "a numbered list of at most ``max_rules`` rules";
-the parser (:func:`seo_lite.experience.parse_rules`) reads the list items and
+the parser (:func:`seo_lite.method.experience.parse_rules`) reads the list items and
 keeps the first ``max_rules`` distinct ones.  Tokens generated after that are
 paid for and thrown away, so generation can end as soon as the list is over:
 

@@ -2,7 +2,7 @@
 
 A :class:`Task` is instruction + input formatting + answer parsing + metric;
 :func:`get_task` builds one by name, :func:`list_tasks` lists the names and
-:func:`register_task` adds your own.  Data comes through :mod:`seo_lite.data`.
+:func:`register_task` adds your own.  Data comes through :mod:`seo_lite.machinery.data`.
 """
 from .base import ANSWER_MODES, Example, Prediction, Task, TaskError
 from .classification import AGNews, Classification, SST2, TREC

@@ -28,9 +28,9 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
-from ..experience import Experience
+from ..method.experience import Experience
 from ..llm.base import LLM, GenParams, LoglikelihoodRequest, Request
-from ..prompts import generator_messages
+from ..method.prompts import generator_messages
 from . import calibration as calib
 
 ANSWER_MODES = ("generate", "rank")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 
-from seo_lite.prompts import OPTIMIZER_SYSTEM
+from seo_lite.method.prompts import OPTIMIZER_SYSTEM
 
 LABELS = ("abbreviation", "entity", "description", "human", "location", "number")
 RULES = ("Who-questions ask for a human.", "Where-questions ask for a location.",

@@ -117,7 +117,7 @@ class Stepper(LLM):
 
 def install_kill_point(point: str, n: int, run_dir: Path, cache: Path) -> None:
     """Patch file operations as this process sees them so that it dies at ``point``."""
-    import seo_lite.runs as runs
+    import seo_lite.machinery.runs as runs
 
     seen = {"count": 0}
 
@@ -190,7 +190,7 @@ def install_kill_point(point: str, n: int, run_dir: Path, cache: Path) -> None:
 
 def main(spec: dict) -> int:
     from seo_lite import SEOConfig
-    from seo_lite.experiment import run_experiment
+    from seo_lite.lab.experiment import run_experiment
     from seo_lite.llm import CallCache, make_llm
 
     run_dir, cache = Path(spec["run_dir"]), Path(spec["cache"])

@@ -29,8 +29,8 @@ so a resumed run draws what an unbroken one would.
 
 This module is the algorithm only: it reads no file and loads no model.
 Building the task, data and models a config names is
-:func:`seo_lite.build.prepare`; running the steps into a run directory (and
-resuming one) is :func:`seo_lite.training.train`.
+:func:`seo_lite.machinery.build.prepare`; running the steps into a run directory (and
+resuming one) is :func:`seo_lite.machinery.training.train`.
 """
 from __future__ import annotations
 
@@ -41,10 +41,9 @@ from typing import Iterator, Sequence
 
 from .config import SEOConfig
 from .experience import Experience
-from .llm.base import LLM, GenParams, Request, Usage, merge_usage
+from ..llm.base import LLM, GenParams, Request, Usage, merge_usage
 from .prompts import optimizer_messages
-from .stats import Estimate, PairedComparison, bootstrap_ci, paired_comparison
-from .tasks.base import Example, Prediction, Task
+from ..tasks.base import Example, Prediction, Task
 
 
 def step_rng(seed: int, step: int, purpose: str) -> random.Random:
@@ -113,13 +112,6 @@ class Candidate:
         d["experience"] = self.experience.to_list() if self.experience is not None else None
         d["cut"], d["notes"] = list(self.cut), list(self.notes)
         return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Candidate":
-        d = dict(d)
-        d["experience"] = Experience(tuple(d["experience"])) if d["experience"] is not None else None
-        d["cut"], d["notes"] = tuple(d.get("cut", ())), tuple(d.get("notes", ()))
-        return cls(**d)
 
 
 def optimizer_requests(task: Task, trials: Sequence[Trial], experience: Experience,
@@ -261,17 +253,6 @@ class StepRecord:
                 "experience_after": self.experience_after.to_list(),
                 "usage": self.usage, "seconds": round(self.seconds, 3)}
 
-    @classmethod
-    def from_dict(cls, d: dict) -> "StepRecord":
-        return cls(step=d["step"], experience_before=Experience(tuple(d["experience_before"])),
-                   batch_ids=list(d["batch_ids"]), trials=list(d["trials"]),
-                   candidates=[Candidate.from_dict(c) for c in d["candidates"]],
-                   validation_ids=list(d["validation_ids"]),
-                   current_scores=d.get("current_scores"),
-                   decision=StepDecision(**d["decision"]),
-                   experience_after=Experience(tuple(d["experience_after"])),
-                   usage=d.get("usage", {}), seconds=d.get("seconds", 0.0))
-
 
 def fixed_validation_set(train: Sequence[Example], config: SEOConfig) -> list[Example]:
     """The one D of ``validation="fixed"``, drawn once from the training split."""
@@ -293,8 +274,7 @@ def seo_step(task: Task, generator: LLM, optimizer: LLM, train: Sequence[Example
                                     progress=bar("optimizer"))
 
     val_set: list[Example] = []
-    current_scores = None
-    current_score = None
+    current_scores = current_score = None
     if config.validation != "none":
         if config.validation == "fixed":
             val_set = fixed_validation_set(train, config)
@@ -336,7 +316,7 @@ def seo_steps(task: Task, generator: LLM, optimizer: LLM, train: Sequence[Exampl
               config: SEOConfig, experience: Experience, *, start: int = 0,
               progress: bool = False) -> Iterator[StepRecord]:
     """Steps ``start`` .. T-1 from ``experience`` (E_start), each yielded as it
-    finishes, so the caller can log it (:func:`seo_lite.training.train` appends
+    finishes, so the caller can log it (:func:`seo_lite.machinery.training.train` appends
     it to a run directory) before the next one begins."""
     for t in range(start, config.steps):
         record = seo_step(task, generator, optimizer, train, experience, config, t,
@@ -368,15 +348,6 @@ class SEORun:
     def accepted(self) -> int:
         return sum(s.decision.accepted for s in self.steps)
 
-    def usage(self) -> dict[str, dict]:
-        total: dict[str, dict] = {}
-        for s in self.steps:
-            for role, u in s.usage.items():
-                acc = total.setdefault(role, {})
-                for k, v in u.items():
-                    acc[k] = acc.get(k, 0) + v
-        return total
-
     def summary(self) -> str:
         lines = [f"SEO on {self.config.task}: {len(self.steps)} steps, "
                  f"{self.accepted} updates accepted"]
@@ -386,64 +357,3 @@ class SEORun:
             lines.append(f"  step {s.step + 1}: {mark:<9} {d.reason}")
         lines.append("final experience:\n" + (self.experience.render() or "  (no rules)"))
         return "\n".join(lines)
-
-
-# -- evaluation ------------------------------------------------------------------------------
-@dataclass
-class Evaluation:
-    """A generator with one experience (or none) on one split."""
-
-    split: str
-    experience: Experience | None
-    score: Estimate                     # mean per-example score with bootstrap CI
-    metrics: dict[str, float]           # corpus-level metrics of the task
-    predictions: list[Prediction]
-
-    def to_dict(self, with_predictions: bool = False) -> dict:
-        d = {"split": self.split,
-             "experience": self.experience.to_list() if self.experience is not None else None,
-             "score": self.score.to_dict(), "metrics": self.metrics}
-        if with_predictions:
-            d["predictions"] = [p.to_dict() for p in self.predictions]
-        return d
-
-
-def evaluate(task: Task, generator: LLM, examples: Sequence[Example],
-             experience: Experience | None = None, *, split: str = "test", n_boot: int = 1000,
-             seed: int = 0, progress: bool | str = False) -> Evaluation:
-    """Score ``experience`` (None: no experience) on ``examples`` with a bootstrap CI."""
-    preds = task.predict(generator, examples, experience if experience else None,
-                         progress=progress)
-    return Evaluation(split, experience, bootstrap_ci([p.score for p in preds], n_boot=n_boot, seed=seed),
-                      task.evaluate_predictions(preds, examples), preds)
-
-
-@dataclass
-class Comparison:
-    """The learned experience against no experience on the same examples."""
-
-    with_experience: Evaluation
-    without_experience: Evaluation
-    paired: PairedComparison
-
-    def to_dict(self, with_predictions: bool = False) -> dict:
-        return {"with": self.with_experience.to_dict(with_predictions),
-                "without": self.without_experience.to_dict(with_predictions),
-                "paired": self.paired.to_dict()}
-
-
-def compare(task: Task, generator: LLM, examples: Sequence[Example], experience: Experience,
-            *, split: str = "test", n_boot: int = 1000, seed: int = 0,
-            progress: bool | str = False) -> Comparison:
-    """Evaluate with and without ``experience``; the difference is a paired bootstrap."""
-    pairs = [(ex, experience if experience else None) for ex in examples] + \
-            [(ex, None) for ex in examples]
-    preds = task.predict_pairs(generator, pairs, progress=progress)
-    n = len(examples)
-    w, wo = preds[:n], preds[n:]
-    kw = dict(n_boot=n_boot, seed=seed)
-    paired = paired_comparison([p.score for p in w], [p.score for p in wo], **kw)
-    return Comparison(
-        Evaluation(split, experience, paired.a, task.evaluate_predictions(w, examples), w),
-        Evaluation(split, None, paired.b, task.evaluate_predictions(wo, examples), wo),
-        paired)

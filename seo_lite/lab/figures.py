@@ -4,19 +4,19 @@
 
 :func:`build_all` looks under ``runs_root`` for
 
-* **grids** (a folder with ``grid.json``, written by :func:`seo_lite.grid_runner.run_grid`):
+* **grids** (a folder with ``grid.json``, written by :func:`seo_lite.lab.grid_runner.run_grid`):
   ablation bars, |D_t| sensitivity, learning curves and the evolution of the
   experience of one baseline run;
 * **single runs** (a run directory with ``final.json``, outside any grid):
   their learning curves;
 * **generalization results** (``<run>/generalization/<pair>.json``, written by
-  :func:`seo_lite.generalization.evaluate_generalization`): the
+  :func:`seo_lite.lab.generalization.evaluate_generalization`): the
   out-of-distribution bars and the transfer matrix across translation directions;
 * **validation-noise studies** (``validation_noise*.json``, written by the
-  validation chapter with :func:`seo_lite.noise_study.validation_noise`);
+  validation chapter with :func:`seo_lite.lab.noise_study.validation_noise`);
 * **baseline comparisons** (``<task>/{reference,llm,rulebank}-s<seed>/``, written by
-  ``python -m seo_lite.baselines run``): one comparison figure per task
-  (:func:`seo_lite.baselines.build_figures`).
+  ``python -m seo_lite.lab.baselines run``): one comparison figure per task
+  (:func:`seo_lite.lab.baselines.build_figures`).
 
 Nothing is read from a notebook's memory: a figure is a function of files.
 Each names the models that made it in its footnote.  A run directory without
@@ -33,8 +33,8 @@ from typing import Callable
 from . import plots
 from .grid_runner import GRID_FILE, GridCell, read_grid
 from .noise_study import noise_summary
-from .runs import RunError, load_run
-from .stats import across_seeds, bootstrap_ci
+from ..machinery.runs import RunError, load_run
+from ..method.stats import across_seeds, bootstrap_ci
 
 Log = Callable[[str], None]
 
@@ -481,7 +481,7 @@ def build_all(runs_root: str | os.PathLike = "runs", out: str | os.PathLike = "f
         where = f"{root} does not exist" if not root.is_dir() else f"{root} holds no finished run"
         say(f"no figures built: {where}. Make runs first, e.g. `seo-lite run --task trec "
             f"--answer-mode rank --preset smoke --out {root / 'trec-smoke'}` or "
-            f"`python -m seo_lite.ablation smoke --runs {root}`, then run `seo-lite figures` again.")
+            f"`python -m seo_lite.lab.ablation smoke --runs {root}`, then run `seo-lite figures` again.")
         return []
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []

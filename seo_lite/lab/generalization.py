@@ -13,13 +13,13 @@ and the paired difference
 
     Delta = mean_x [ s(M_gen(x; E_T), x) - s(M_gen(x), x) ]
 
-is reported with a paired bootstrap interval (:func:`seo_lite.seo.compare`).
-Which tasks pair with which is data (:data:`seo_lite.data.GENERALIZATION`),
-and the examples come from :func:`seo_lite.data.load_eval_set`, which leaves
+is reported with a paired bootstrap interval (:func:`seo_lite.method.evaluation.compare`).
+Which tasks pair with which is data (:data:`seo_lite.machinery.data.GENERALIZATION`),
+and the examples come from :func:`seo_lite.machinery.data.load_eval_set`, which leaves
 out everything the run trained or validated on.
 
 Results are files: ``<run_dir>/generalization/<pair>.json``, so figures
-(:mod:`seo_lite.figures`) are built from them, not from a notebook's memory.
+(:mod:`seo_lite.lab.figures`) are built from them, not from a notebook's memory.
 """
 from __future__ import annotations
 
@@ -28,13 +28,13 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from .build import make_task
-from .data import GENERALIZATION, load_eval_set
-from .files import atomic_write_text
-from .runs import load_run
-from .secrets import public_options
-from .seo import compare
-from .tasks import get_task
+from ..machinery.build import make_task
+from ..machinery.data import GENERALIZATION, load_eval_set
+from ..machinery.files import atomic_write_text
+from ..machinery.runs import load_run
+from ..llm.secrets import public_options
+from ..method.evaluation import compare
+from ..tasks import get_task
 
 RESULTS_FOLDER = "generalization"
 
@@ -77,7 +77,7 @@ def evaluate_generalization(run_dir: str | os.PathLike, pair: str | None = None,
     if unknown:
         raise ValueError(f"{pair!r} evaluates on {', '.join(spec['eval'])}, not {', '.join(unknown)}")
     if generator is None:
-        from .llm import make_llm
+        from ..llm import make_llm
 
         generator = make_llm(cfg.generator, **cfg.generator_options)
     results = {}
@@ -154,7 +154,7 @@ def merge_seeds(results: Sequence[dict]) -> list[dict]:
     seeds are combined, per target task, into the mean over seeds with a 95%
     t-interval across seeds (``seeds`` and ``per_seed`` kept beside them; ``n``
     is the examples per seed).  A pair with one result is returned as it is."""
-    from .stats import across_seeds
+    from ..method.stats import across_seeds
 
     by_pair: dict[str, list[dict]] = {}
     for r in results:
@@ -236,7 +236,7 @@ def source_config(train_task: str, *, preset: str = "smoke", overrides: dict | N
     knob layer as run_seo.ipynb and the CLI); the generation length is capped per
     task family (``{"qa": 24, "translation": 64}``), since the families' defaults
     (up to 256 tokens) are slow on a CPU."""
-    from .params import make_setup
+    from ..machinery.params import make_setup
 
     cap = (max_new_tokens or {}).get(_family(train_task))
     values = dict(task=train_task, task_options={"max_new_tokens": int(cap)} if cap else None,
@@ -268,7 +268,7 @@ def run_study(runs_dir: str | os.PathLike, *, pairs: Sequence[str], preset: str,
     (``langs`` restricts translation targets).  ``family_overrides`` and
     ``eval_size`` may differ per task family (``{"qa": ..., "translation": ...}``)."""
     from .experiment import run_experiment
-    from .runs import safe_run_path
+    from ..machinery.runs import safe_run_path
 
     out = []
     for pair in pairs:
@@ -289,13 +289,13 @@ def run_study(runs_dir: str | os.PathLike, *, pairs: Sequence[str], preset: str,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m seo_lite.generalization [--runs runs/generalization]``: the CPU
+    """``python -m seo_lite.lab.generalization [--runs runs/generalization]``: the CPU
     study (:data:`CPU_STUDY`): train on HotpotQA closed-book, FLORES en-de and
     de-en, evaluate OOD and across directions; results land in each run directory."""
     import argparse
     import time
 
-    ap = argparse.ArgumentParser(prog="python -m seo_lite.generalization", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m seo_lite.lab.generalization", description=main.__doc__)
     ap.add_argument("--runs", default="runs/generalization")
     ap.add_argument("--eval-size", type=int, default=None,
                     help="examples per target task (default: 100 QA, 40 translation)")

@@ -17,13 +17,14 @@ from pathlib import Path
 
 from typing import Callable
 
-from .build import prepare
-from .config import SEOConfig
-from .files import atomic_write_text
-from .llm.base import Usage, merge_usage
-from .runs import RunDir, load_run
-from .seo import SEORun, compare, evaluate
-from .training import train
+from ..machinery.build import prepare
+from ..method.config import SEOConfig
+from ..machinery.files import atomic_write_text
+from ..llm.base import Usage, merge_usage
+from ..machinery.runs import RunDir, load_run
+from ..method.evaluation import compare, evaluate
+from ..method.seo import SEORun
+from ..machinery.training import train
 
 
 @dataclass
@@ -86,7 +87,7 @@ def finalize(run: SEORun, task, splits, generator, optimizer, out=None, *,
                                            n_boot=0).score.mean
             curve.append({"step": t, "dev": seen[exp.rules]})
         final["curve"] = curve
-    final["usage"] = {"steps": run.usage(),
+    final["usage"] = {"steps": merge_usage_dicts(s.usage for s in run.steps),
                       "evaluation": Usage.diff(merge_usage(generator, optimizer), before)}
     return final
 
@@ -147,3 +148,14 @@ def report(run_dir) -> str:
     else:
         text += "\n\n(no final.json yet: the run has not finished its evaluation)"
     return text
+
+
+def merge_usage_dicts(usages) -> dict[str, dict]:
+    """The per-role usage of several steps, added up."""
+    total: dict[str, dict] = {}
+    for u in usages:
+        for role, counts in u.items():
+            acc = total.setdefault(role, {})
+            for k, v in counts.items():
+                acc[k] = acc.get(k, 0) + v
+    return total

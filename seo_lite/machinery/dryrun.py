@@ -39,11 +39,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .config import ConfigError, SEOConfig
-from .experience import Experience
-from .llm.base import LoglikelihoodRequest, Request
-from .seo import Trial, fixed_validation_set, optimizer_requests, sample_validation_set, step_rng
-from .tasks.base import Example, Prediction
+from ..method.config import ConfigError, SEOConfig
+from ..method.experience import Experience
+from ..llm.base import LoglikelihoodRequest, Request
+from ..method.seo import Trial, fixed_validation_set, optimizer_requests, sample_validation_set, step_rng
+from ..tasks.base import Example, Prediction
 
 CHARS_PER_TOKEN = 4          # the usual rule of thumb for English text; used only without a tokenizer
 
@@ -102,8 +102,8 @@ def _load_tokenizer(source: str, **kw):
 def _gguf_tokenizer(path: Path):
     """The tokenizer of a GGUF file: from its converted checkpoint when there is one
     (``hf.convert_gguf``), else read from the file's metadata (no weights)."""
-    from .llm.cache import cache_root
-    from .llm.hf import file_sha256
+    from ..llm.cache import cache_root
+    from ..llm.hf_loading import file_sha256
 
     folder = cache_root() / "models" / f"{path.stem}-{file_sha256(path)[:16]}"
     if (folder / "tokenizer_config.json").is_file():
@@ -124,7 +124,7 @@ def token_counter(spec: str, options: dict | None = None, tokenizer: str | None 
         if spec == "rulebank":
             return TokenCounter("not a model: no tokens", free=True)
         if spec == "embedded":
-            from .llm.embedded import MODEL_NAME, embedded_gguf_path
+            from ..llm.embedded import MODEL_NAME, embedded_gguf_path
 
             return TokenCounter(f"{MODEL_NAME}'s tokenizer", _gguf_tokenizer(embedded_gguf_path()))
         kind, _, source = spec.partition(":")
@@ -224,7 +224,7 @@ def _generator_items(task, pairs: list[tuple[Example, _Exp]]) -> list[tuple[str,
 def typical_experience(task, config: SEOConfig) -> tuple[Experience, str]:
     """E of ``max_rules`` rules of typical length: the rule bank's rules for the task's
     family, in order (repeated if the cap is larger than the bank)."""
-    from .llm.rulebank import RULE_BANK
+    from ..llm.rulebank import RULE_BANK
 
     bank = RULE_BANK.get(task.family) or RULE_BANK["generic"]
     rules = [f"{bank[i % len(bank)]} ({i + 1})" if i >= len(bank) else bank[i]
@@ -380,7 +380,7 @@ def estimate_cost(config: SEOConfig, *, price_per_mtok=None, tokens_per_second=N
     instead of the one the spec finds."""
     from .build import make_task
     from .data import load_splits
-    from .llm.cache import default_cache
+    from ..llm.cache import default_cache
 
     price = parse_rates(price_per_mtok, "price_per_mtok")
     rate = parse_rates(tokens_per_second, "tokens_per_second", optional_first=True)

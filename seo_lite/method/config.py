@@ -23,14 +23,14 @@ are ours: ``smoke`` (seconds, for tests), ``classroom`` (minutes on a laptop
 CPU with the embedded model), ``paper`` (a GPU with 4-bit Llama-2, or an API).
 
 Secrets.  A model option whose name says it is a secret (``api_key``,
-``token``, ...; see :mod:`seo_lite.secrets`) is kept in the object, because
+``token``, ...; see :mod:`seo_lite.llm.secrets`) is kept in the object, because
 the model needs it, but never leaves it: ``to_dict`` / ``to_json`` (hence
 ``config.json``) leave it out, a URL option loses its ``user:password@`` part,
 and ``repr`` shows ``'<redacted>'``.  Resuming compares configs without it.
 
 Each field carries a few words of help and the paper's symbol
 (:func:`knob`); the notebook parameters, the ``seo-lite run`` flags and their
-``--help`` are derived from them (:mod:`seo_lite.params`).
+``--help`` are derived from them (:mod:`seo_lite.machinery.params`).
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from .secrets import REDACTED, SECRET_OPTION, is_secret_name, public_options  # noqa: F401
+from ..llm.secrets import REDACTED, SECRET_OPTION, is_secret_name, public_options  # noqa: F401
 
 VALIDATION_MODES = ("stochastic", "fixed", "none")
 OPTION_FIELDS = ("task_options", "generator_options", "optimizer_options")
@@ -99,7 +99,7 @@ class SEOConfig:
     seed: int = knob(0, "the random seed (every draw of step t derives from it)")
 
     def __post_init__(self):
-        from .tasks.base import normalize_answer_mode     # "score" is the old name of "rank"
+        from ..tasks.base import normalize_answer_mode     # "score" is the old name of "rank"
 
         object.__setattr__(self, "initial_experience", tuple(self.initial_experience))
         object.__setattr__(self, "answer_mode", normalize_answer_mode(self.answer_mode))
@@ -124,7 +124,7 @@ class SEOConfig:
         need(self.val_size >= 1, f"val_size (|D_t|) must be >= 1, got {self.val_size}")
         need(self.validation in VALIDATION_MODES,
              f"validation must be one of {VALIDATION_MODES}, got {self.validation!r}")
-        from .tasks.calibration import CALIBRATIONS
+        from ..tasks.calibration import CALIBRATIONS
 
         need(self.calibration in CALIBRATIONS,
              f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")

@@ -1,8 +1,8 @@
 """The paper's ablations as grids of runs of one parameterized notebook.
 
-An ablation is a list of :class:`~seo_lite.grid_runner.GridCell`\\ s, each a
-set of ``run_seo.ipynb`` parameters (:data:`seo_lite.params.RUN_PARAMETERS`);
-:func:`seo_lite.grid_runner.run_grid` executes them through papermill.  The
+An ablation is a list of :class:`~seo_lite.lab.grid_runner.GridCell`\\ s, each a
+set of ``run_seo.ipynb`` parameters (:data:`seo_lite.machinery.params.RUN_PARAMETERS`);
+:func:`seo_lite.lab.grid_runner.run_grid` executes them through papermill.  The
 paper's ablations, one factor at a time around a baseline:
 
 * stochastic validation vs a fixed validation set vs no validation
@@ -10,7 +10,7 @@ paper's ablations, one factor at a time around a baseline:
 * comparison trials on / off (the optimizer sees delta_E = s(Y_E) - s(Y), or
   only Y_E);
 * the size of the validation set |D_t| (the noise of v(E) on D_t falls like
-  1/sqrt(|D_t|), see :mod:`seo_lite.noise_study`);
+  1/sqrt(|D_t|), see :mod:`seo_lite.lab.noise_study`);
 * a weaker optimizer M_opt.  On a CPU the embedded model is the only local
   model, so "weaker" is the same SmolLM2-135M loaded in 4 bits (NF4 through
   bitsandbytes: a coarser copy of the same weights) or the same model
@@ -21,10 +21,10 @@ Not in the paper: label ranking with calibration (``CALIBRATION =
 "contextual" | "batch"``, :mod:`seo_lite.tasks.calibration`).  These cells
 answer "what does SEO learn that calibration does not, and the reverse?":
 their test score without E is calibration alone, with E_T both
-(:func:`seo_lite.figures.calibration_figure`).
+(:func:`seo_lite.lab.figures.calibration_figure`).
 
 Each setting runs with several seeds, so figures can show the spread across
-seeds (:func:`seo_lite.stats.across_seeds`).  Secrets never enter a
+seeds (:func:`seo_lite.method.stats.across_seeds`).  Secrets never enter a
 parameter (papermill writes parameters into the executed notebook): API keys
 stay in the environment (``OPENAI_API_KEY``, ``HF_TOKEN``).
 """
@@ -36,9 +36,9 @@ import time
 from typing import Any, Sequence
 
 from .grid_runner import GridCell, run_grid
-from .params import RUN_PARAMETERS
-from .runs import safe_run_path
-from .secrets import is_secret_name
+from ..machinery.params import RUN_PARAMETERS
+from ..machinery.runs import safe_run_path
+from ..llm.secrets import is_secret_name
 
 #: Weaker optimizers that run on a CPU: (parameters changed, what it is).
 WEAK_OPTIMIZERS: dict[str, tuple[dict, str]] = {
@@ -51,7 +51,7 @@ WEAK_OPTIMIZERS: dict[str, tuple[dict, str]] = {
 
 
 def cell_name(factor: str, level: str, seed: int) -> str:
-    """A run name that :func:`seo_lite.runs.safe_run_path` accepts."""
+    """A run name that :func:`seo_lite.machinery.runs.safe_run_path` accepts."""
     level = re.sub(r"[^A-Za-z0-9._-]+", "-", str(level)).strip("-.") or "x"
     return f"{factor}-{level}_seed{seed}" if factor != "baseline" else f"baseline_seed{seed}"
 
@@ -140,11 +140,11 @@ def named_grid(name: str, *, seeds: Sequence[int] | None = None) -> list[GridCel
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m seo_lite.ablation GRID [--runs runs] [--seeds 0 1] [--notebook PATH]``:
+    """``python -m seo_lite.lab.ablation GRID [--runs runs] [--seeds 0 1] [--notebook PATH]``:
     run (or resume) a named grid into ``<runs>/<GRID>/``."""
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m seo_lite.ablation", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m seo_lite.lab.ablation", description=main.__doc__)
     ap.add_argument("grid", choices=list(GRIDS))
     ap.add_argument("--runs", default="runs", help="folder that holds the grid's folder")
     ap.add_argument("--seeds", type=int, nargs="+", default=None)

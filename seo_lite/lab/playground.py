@@ -6,7 +6,7 @@ SEO's gate, steps 4 and 5 of every step, applied to rules a person writes:
     v(E)  = mean metric of the generator with E over D_t                  (score_experiences)
     E_t+1 = E' if v(E') > v(E_t) + min_improvement else E_t               (select)
 
-The same functions of :mod:`seo_lite.seo` do the work, so the verdict is the
+The same functions of :mod:`seo_lite.method.seo` do the work, so the verdict is the
 one a run would reach for the same candidate on the same D_t.  An accepted
 candidate becomes the new E_t, as in a run.  Every try is appended to a JSON
 log (rules, E_t, D_t ids, per-example scores, decision, time) so that a class
@@ -26,10 +26,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from .config import SEOConfig
-from .experience import Experience
-from .llm.cache import atomic_write_text
-from .seo import Candidate, _mean, sample_validation_set, score_experiences, select, step_rng
+from ..method.config import SEOConfig
+from ..method.experience import Experience
+from ..llm.cache import atomic_write_text
+from ..method.seo import Candidate, _mean, sample_validation_set, score_experiences, select, step_rng
 
 _NUMBERED = re.compile(r"^\s*(?:\(?\d{1,3}[.):\]]|[-*\u2022+])\s+")
 

@@ -17,14 +17,14 @@ import html
 import os
 from typing import Any
 
-from .seo import SEORun, StepRecord
+from ..method.seo import SEORun, StepRecord
 
 
 # -- the data of one step --------------------------------------------------------------------
 def as_run(run_or_dir) -> SEORun:
     """An SEORun from a run directory, an SEORun, or an ExperimentResult."""
     if isinstance(run_or_dir, (str, os.PathLike)):
-        from .runs import load_run
+        from ..machinery.runs import load_run
 
         return load_run(run_or_dir)[0]
     if hasattr(run_or_dir, "run") and isinstance(run_or_dir.run, SEORun):
@@ -42,7 +42,7 @@ def example_texts(run: SEORun) -> dict[str, Any]:
     if cfg.data_source != "local":
         return {}
     try:
-        from .data import load_splits
+        from ..machinery.data import load_splits
 
         splits = load_splits(cfg.task, train=cfg.train_size, dev=0, test=0, seed=cfg.seed,
                              source="local")

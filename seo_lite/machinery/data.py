@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .tasks.base import Example, Task
-from .tasks.registry import get_task
+from ..tasks.base import Example, Task
+from ..tasks.registry import get_task
 
 DATA_ENV = "SEO_LITE_DATA"
 SOURCES = ("local", "hub")
@@ -59,7 +59,7 @@ def shipped_data_folder() -> Path | None:
     """The JSONL samples that ship with seo_lite: the repository's ``data/``
     folder, which an installed package (wheel, ``pip install git+...``) carries
     as ``seo_lite/samples``; None if neither is there."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent.parent                # seo_lite/
     for folder in (here / "samples", here.parent / "data"):   # wheel, checkout (editable too)
         if folder.is_dir() and any(folder.glob("*.jsonl")):
             return folder

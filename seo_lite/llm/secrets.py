@@ -2,7 +2,7 @@
 
 A model option whose *name* says it is a secret (``api_key``, ``hf_token``,
 ``password``, ``credentials``, ``authorization``, ...) is handed to the
-model's constructor and nowhere else: :class:`~seo_lite.config.SEOConfig`
+model's constructor and nowhere else: :class:`~seo_lite.method.config.SEOConfig`
 leaves it out of ``config.json`` and shows it as ``'<redacted>'``, the
 notebook-parameter layer splits it off (:func:`split_secrets`), and figure
 footnotes skip it.  A URL option loses its ``user:password@`` part.

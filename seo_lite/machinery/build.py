@@ -1,6 +1,6 @@
 """From an SEOConfig to the objects it names: the task, the data splits, the two models.
 
-The algorithm (:mod:`seo_lite.seo`) takes these as arguments and never
+The algorithm (:mod:`seo_lite.method.seo`) takes these as arguments and never
 builds them.  Each decision is made here once:
 
 * the task with its options, answer mode and calibration (:func:`make_task`);
@@ -10,14 +10,14 @@ builds them.  Each decision is made here once:
 * whether M_gen and M_opt are one model: the same spec and options give one
   object, so one model is loaded and its calls are counted once
   (:func:`make_models`); secret options (API keys) ride in the config's
-  options, which never write them anywhere (:mod:`seo_lite.secrets`);
+  options, which never write them anywhere (:mod:`seo_lite.llm.secrets`);
 * the order: task and data first, so a data error shows before any model
   loads (:func:`prepare`).
 """
 from __future__ import annotations
 
-from .config import SEOConfig
-from .tasks.base import RANK
+from ..method.config import SEOConfig
+from ..tasks.base import RANK
 
 LOCAL_MODELS = ("embedded", "hf:")      # backends that can rank labels by log-likelihood
 
@@ -27,7 +27,7 @@ def resolve_answer_mode(answer_mode: str | None, task: str, generator: str) -> s
     None (the task's default); any other value is returned unchanged."""
     if answer_mode != "auto":
         return answer_mode
-    from .tasks import get_task
+    from ..tasks import get_task
 
     local = str(generator).startswith(LOCAL_MODELS)
     return RANK if local and get_task(task).labels else None
@@ -37,7 +37,7 @@ def make_task(config: SEOConfig, name: str | None = None, *, lenient: bool = Fal
     """The task ``config`` names (or task ``name``, with the config's options,
     answer mode and calibration).  ``lenient=True``: options the task family does
     not take are dropped (a QA experience evaluated on another QA task)."""
-    from .tasks import get_task
+    from ..tasks import get_task
 
     name = name or config.task
     opts = dict(config.task_options)
@@ -63,7 +63,7 @@ def same_model(config: SEOConfig) -> bool:
 def make_models(config: SEOConfig, *, generator=None, optimizer=None):
     """``(generator, optimizer)``, building the ones not given; one object when
     :func:`same_model`, so one model is loaded and its calls are counted once."""
-    from .llm import make_llm
+    from ..llm import make_llm
 
     if generator is None:
         generator = make_llm(config.generator, **config.generator_options)

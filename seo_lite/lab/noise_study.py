@@ -15,7 +15,7 @@ import math
 import random
 from typing import Any, Sequence
 
-from .seo import sample_validation_set, score_experiences
+from ..method.seo import sample_validation_set, score_experiences
 
 
 def validation_noise(task, generator, pool, experiences: dict[str, Any], sizes: Sequence[int],

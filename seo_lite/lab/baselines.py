@@ -18,8 +18,8 @@ Run directories ``<out>/<task>/<arm>-s<seed>`` (arm: ``reference``, ``llm``,
 ``rulebank``); the "no experience" scores are the paired ``without`` side of
 every run (same seed, same test split).  Two commands::
 
-    python -m seo_lite.baselines run --task trec --seeds 0 1 2 --out runs/compare
-    python -m seo_lite.baselines figure --runs runs/compare --out figures
+    python -m seo_lite.lab.baselines run --task trec --seeds 0 1 2 --out runs/compare
+    python -m seo_lite.lab.baselines figure --runs runs/compare --out figures
 
 ``run`` resumes (finished runs are skipped, a half-finished one resumes);
 ``figure`` writes ``comparison-<task>.png`` and ``.json`` per task.
@@ -43,8 +43,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from .config import ConfigError, SEOConfig
-from .experience import Experience
+from ..method.config import ConfigError, SEOConfig
+from ..method.experience import Experience
 
 REFERENCE_FILE = "reference_experiences.json"
 ARMS = ("reference", "llm", "rulebank")
@@ -56,7 +56,7 @@ _RUN_NAME = re.compile(r"^(reference|llm|rulebank)-s(\d+)$")
 # -- 1. reference experiences ----------------------------------------------------------------------
 def _packaged_file(name: str) -> Path:
     """A data file that ships with seo_lite, beside the JSONL samples."""
-    from .data import shipped_data_folder
+    from ..machinery.data import shipped_data_folder
 
     folder = shipped_data_folder()
     if folder is None or not (folder / name).is_file():
@@ -73,7 +73,7 @@ def load_references(path: str | os.PathLike | None = None) -> dict:
 
 def reference_experience(task, *, path: str | os.PathLike | None = None) -> Experience:
     """The hand-written reference experience of ``task`` (a name or a Task)."""
-    from .tasks import get_task
+    from ..tasks import get_task
 
     task = get_task(task)
     refs = load_references(path)
@@ -91,8 +91,8 @@ def reference_experience(task, *, path: str | os.PathLike | None = None) -> Expe
 def evaluate_reference(task, generator, examples, *, split: str = "test", seed: int = 0,
                        n_boot: int = 1000, progress: bool | str = False):
     """The reference experience against no experience on ``examples``: a
-    :class:`seo_lite.seo.Comparison`, like a learned experience gets."""
-    from .seo import compare
+    :class:`seo_lite.method.evaluation.Comparison`, like a learned experience gets."""
+    from ..method.evaluation import compare
 
     return compare(task, generator, examples, reference_experience(task), split=split,
                    n_boot=n_boot, seed=seed, progress=progress)
@@ -109,7 +109,7 @@ def arm_configs(task: str, seed: int, *, preset: str = "classroom", overrides: d
     """The three run configs of one (task, seed).  ``llm`` and ``rulebank``
     differ only in the optimizer; ``reference`` trains for 0 steps from the
     reference experience."""
-    from .build import resolve_answer_mode
+    from ..machinery.build import resolve_answer_mode
 
     mode = resolve_answer_mode(answer_mode, task, generator)
     base = SEOConfig.preset(preset, **{**(overrides or {}), "task": task, "seed": seed,
@@ -133,7 +133,7 @@ def run_comparison(tasks: Sequence[str], seeds: Sequence[int], out: str | os.Pat
     One generator is loaded and shared by all runs."""
     from .grid_runner import is_finished
     from .experiment import run_experiment
-    from .llm import make_llm
+    from ..llm import make_llm
 
     bad = sorted(set(arms) - set(ARMS))
     if bad:
@@ -251,7 +251,7 @@ def stratified_bootstrap(per_seed: Sequence[Sequence[float]], *, n_boot: int = 2
 
 def summarize(task_runs: dict[int, dict[str, Path]], *, n_boot: int = 2000) -> dict:
     """Per-arm scores and paired differences for one task (seeds with all arms present)."""
-    from .stats import across_seeds
+    from ..method.stats import across_seeds
 
     seeds = sorted(s for s, arms in task_runs.items() if set(arms) >= set(ARMS))
     if not seeds:
@@ -345,7 +345,7 @@ def build_figures(runs_root: str | os.PathLike, out: str | os.PathLike, *, n_boo
     paths = []
     if not found:
         log(f"no comparison runs under {runs_root}; make them with "
-            f"`python -m seo_lite.baselines run --task trec --seeds 0 1 2 --out {runs_root}`")
+            f"`python -m seo_lite.lab.baselines run --task trec --seeds 0 1 2 --out {runs_root}`")
         return paths
     for task_name, task_runs in found.items():
         try:
@@ -374,7 +374,7 @@ def build_figures(runs_root: str | os.PathLike, out: str | os.PathLike, *, n_boo
 # -- command line -----------------------------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    p = argparse.ArgumentParser(prog="python -m seo_lite.baselines",
+    p = argparse.ArgumentParser(prog="python -m seo_lite.lab.baselines",
                                 description="no experience vs reference vs SEO (LLM) vs SEO (rule bank)")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="make or resume the comparison runs")
@@ -408,12 +408,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                            overrides=overrides, generator=args.generator, optimizer=args.optimizer,
                            arms=args.arm or ARMS, progress=args.progress)
             print(f"all runs finished in {time.perf_counter() - t0:.0f} s; now: "
-                  f"python -m seo_lite.baselines figure --runs {args.out} --out figures")
+                  f"python -m seo_lite.lab.baselines figure --runs {args.out} --out figures")
         else:
             for path in build_figures(args.runs, args.out):
                 print(path)
     except (ConfigError, ValueError, KeyError, OSError) as e:
-        print(f"seo_lite.baselines: error: {e}", file=sys.stderr)
+        print(f"seo_lite.lab.baselines: error: {e}", file=sys.stderr)
         return 2
     return 0
 

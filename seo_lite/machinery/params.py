@@ -4,7 +4,7 @@ Every field of ``SEOConfig`` is one knob, under two spellings: the
 parameter ``STEPS`` of ``run_seo.ipynb`` (papermill ``-p STEPS 3``, a grid
 cell's parameters) and the flag ``--steps 3`` of ``seo-lite run``.  Both
 lists, their help and their defaults are read from the dataclass fields
-(:func:`seo_lite.config.knob` gives each its help and the paper's symbol),
+(:func:`seo_lite.method.config.knob` gives each its help and the paper's symbol),
 so a new field is a parameter and a flag the moment it exists.
 
 Defaults: a knob left at None takes the preset's value (``classroom``
@@ -12,9 +12,9 @@ unless ``PRESET`` / ``--preset`` says otherwise), or the field's default
 when no preset sets it.  Two knobs depend on others: the optimizer is the
 generator (spec and options) unless named, and ``answer_mode="auto"`` picks
 label ranking for a local model on a labelled task
-(:func:`seo_lite.build.resolve_answer_mode`).  Options that look like
+(:func:`seo_lite.machinery.build.resolve_answer_mode`).  Options that look like
 credentials stay in the config object, which never writes or shows them
-(:mod:`seo_lite.secrets`); in a notebook, keep them in the environment, since
+(:mod:`seo_lite.llm.secrets`); in a notebook, keep them in the environment, since
 papermill writes every parameter into the executed copy.
 """
 from __future__ import annotations
@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from .build import make_models, resolve_answer_mode
-from .config import PRESETS, ConfigError, SEOConfig
-from .secrets import is_secret_name
+from ..method.config import PRESETS, ConfigError, SEOConfig
+from ..llm.secrets import is_secret_name
 
 DEFAULT_PRESET = "classroom"
 GENERATOR_DEFAULTS = ("optimizer", "optimizer_options")   # None: the generator's
@@ -106,7 +106,7 @@ RUN_PARAMETERS: dict[str, Any] = {
     "ANSWER_MODE": "auto",         # notebooks and grids: label ranking where it can work
     "CONFIG_OVERRIDES": {},
     "OUT_DIR": "runs/run_seo",
-    # the dry run (seo_lite.cost): what the run will cost, printed before any model loads
+    # the dry run (seo_lite.machinery.dryrun): what the run will cost, printed before any model loads
     "DRY_RUN": False,
     "PRICE_PER_MTOK": None,        # "IN,OUT": USD per million prompt / new tokens
     "TOKENS_PER_SECOND": None,     # "GEN" or "PROMPT,GEN": for a wall-time estimate
@@ -213,8 +213,8 @@ def add_run_flags(parser) -> None:
     """One flag per knob on ``parser`` (``seo-lite run``), with help and default."""
     import argparse
 
-    from .config import VALIDATION_MODES
-    from .tasks.base import ANSWER_MODE_CHOICES
+    from ..method.config import VALIDATION_MODES
+    from ..tasks.base import ANSWER_MODE_CHOICES
 
     choices = {"validation": VALIDATION_MODES, "answer_mode": ANSWER_MODE_CHOICES}
     parser.add_argument("--preset", default=DEFAULT_PRESET, choices=list(PRESETS),
@@ -237,7 +237,7 @@ def add_run_flags(parser) -> None:
 
 
 def add_cost_flags(parser) -> None:
-    """``--dry-run`` and what it prices with (:mod:`seo_lite.cost`)."""
+    """``--dry-run`` and what it prices with (:mod:`seo_lite.machinery.dryrun`)."""
     parser.add_argument("--dry-run", action="store_true",
                         help="print the model calls and tokens this run will need (and a cost or "
                         "time with the two flags below), then stop: no model is loaded")

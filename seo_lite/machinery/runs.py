@@ -37,10 +37,24 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, SEOConfig
-from .experience import Experience
+from ..method.config import ConfigError, SEOConfig
+from ..method.experience import Experience
 from .files import atomic_write_text
-from .seo import SEORun, StepRecord
+from ..method.seo import Candidate, SEORun, StepDecision, StepRecord
+
+def record_from_dict(d: dict) -> StepRecord:
+    """A step record as ``steps.jsonl`` holds it (the inverse of ``StepRecord.to_dict``)."""
+    cands = [Candidate(**{**c, "experience": Experience(tuple(c["experience"]))
+                          if c["experience"] is not None else None,
+                          "cut": tuple(c.get("cut", ())), "notes": tuple(c.get("notes", ()))})
+             for c in d["candidates"]]
+    return StepRecord(step=d["step"], experience_before=Experience(tuple(d["experience_before"])),
+                      batch_ids=list(d["batch_ids"]), trials=list(d["trials"]), candidates=cands,
+                      validation_ids=list(d["validation_ids"]),
+                      current_scores=d.get("current_scores"), decision=StepDecision(**d["decision"]),
+                      experience_after=Experience(tuple(d["experience_after"])),
+                      usage=d.get("usage", {}), seconds=d.get("seconds", 0.0))
+
 
 
 class RunError(RuntimeError):
@@ -129,7 +143,7 @@ class RunDir:
         records = []
         for i, d in enumerate(self._read_log()):
             try:
-                records.append(StepRecord.from_dict(d))
+                records.append(record_from_dict(d))
             except (KeyError, TypeError, ValueError, AttributeError) as e:
                 raise RunError(f"{self.log}: line {i + 1} is not a step record "
                                f"({type(e).__name__}: {e}); the log is damaged") from None
@@ -245,7 +259,7 @@ def _parse_log(data: bytes, log: Path) -> tuple[list[dict], int, str | None]:
 
 
 def load_run(path: str | os.PathLike) -> tuple[SEORun, dict | None]:
-    """Read a run directory back as an :class:`~seo_lite.seo.SEORun` (and its
+    """Read a run directory back as an :class:`~seo_lite.method.seo.SEORun` (and its
     ``final.json`` results, or None).  Figures and reports start here."""
     rd = RunDir(path)
     if not (rd.path / "config.json").is_file():
@@ -255,7 +269,7 @@ def load_run(path: str | os.PathLike) -> tuple[SEORun, dict | None]:
     records = []
     for i, d in enumerate(dicts):
         try:
-            records.append(StepRecord.from_dict(d))
+            records.append(record_from_dict(d))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             if i == len(dicts) - 1:
                 break          # damaged last line of a run that is still going or crashed

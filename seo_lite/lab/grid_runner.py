@@ -1,7 +1,7 @@
 """Running a grid of ``run_seo.ipynb`` executions through papermill, resumably.
 
 A grid is a list of :class:`GridCell`\\ s, each a set of ``run_seo.ipynb``
-parameters (:mod:`seo_lite.params`); :mod:`seo_lite.ablation` builds the
+parameters (:mod:`seo_lite.machinery.params`); :mod:`seo_lite.lab.ablation` builds the
 paper's ablation grids.  :func:`run_grid` executes every cell as
 
     papermill run_seo.ipynb  <grid>/<name>.ipynb  -p ...  OUT_DIR=<grid>/<name>/
@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .files import atomic_write_text
-from .runs import RunError, safe_run_path
+from ..machinery.files import atomic_write_text
+from ..machinery.runs import RunError, safe_run_path
 
 GRID_FILE = "grid.json"
 EXECUTIONS_FILE = "executions.jsonl"
@@ -98,7 +98,7 @@ def _papermill(notebook: Path, output: Path, parameters: dict, kernel_name: str,
                cwd: Path) -> None:
     import papermill as pm
 
-    from .llm.progress import ENV_PROGRESS
+    from ..llm.progress import ENV_PROGRESS
 
     # a papermill kernel looks like interactive Jupyter, but its output ends up in a
     # file: plain progress lines, not widget bars (a user's own setting wins)

@@ -1,8 +1,8 @@
 """Training in a run directory: SEO's steps, each logged as it finishes, resumable.
 
 :func:`train` is the file-backed wrapper around the algorithm's loop
-(:func:`seo_lite.seo.seo_steps`): it opens the run directory
-(:class:`seo_lite.runs.RunDir`: a new run, or the finished steps of an
+(:func:`seo_lite.method.seo.seo_steps`): it opens the run directory
+(:class:`seo_lite.machinery.runs.RunDir`: a new run, or the finished steps of an
 interrupted one with the same config), continues after the last finished
 step, appends every new step to ``steps.jsonl`` before the next begins, and
 shows a progress bar.  A run killed at any point resumes where it stopped and
@@ -14,10 +14,10 @@ from __future__ import annotations
 from typing import Callable
 
 from .build import prepare
-from .config import SEOConfig
-from .experience import Experience
+from ..method.config import SEOConfig
+from ..method.experience import Experience
 from .runs import RunDir
-from .seo import SEORun, StepRecord, seo_steps
+from ..method.seo import SEORun, StepRecord, seo_steps
 
 
 def train(config: SEOConfig, *, task=None, splits=None, generator=None, optimizer=None,
@@ -41,7 +41,7 @@ def train(config: SEOConfig, *, task=None, splits=None, generator=None, optimize
     experience = records[-1].experience_after if records else initial
     bar = None
     if progress and config.steps > len(records):
-        from .llm.progress import reporter      # a bar, plain lines off a terminal, or off
+        from ..llm.progress import reporter      # a bar, plain lines off a terminal, or off
 
         bar = reporter(config.steps, "SEO steps", initial=len(records), leave=True)
     for record in seo_steps(task, generator, optimizer, splits.train, config, experience,

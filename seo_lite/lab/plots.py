@@ -1,7 +1,7 @@
 """Every figure goes through here, in one style, built from run directories.
 
 Figures never come from variables left in a notebook: each function takes
-runs read by :func:`seo_lite.runs.load_run` (or the folders themselves), so a
+runs read by :func:`seo_lite.machinery.runs.load_run` (or the folders themselves), so a
 figure can be rebuilt by one command long after the notebook closed.  Each
 figure names the models that made it in a footnote.
 """
@@ -89,7 +89,7 @@ def _integer_steps(ax) -> None:
 
 def _as_run(run_or_dir):
     if isinstance(run_or_dir, (str, os.PathLike)):
-        from .runs import load_run
+        from ..machinery.runs import load_run
 
         return load_run(run_or_dir)
     return run_or_dir, None
@@ -172,7 +172,7 @@ def before_after(final: dict, config, ax=None, chance: float | None | bool = Tru
 def run_summary(run_dir: str | os.PathLike) -> Path:
     """The quick-start figure of one run: learning curve + before/after, saved
     as ``<run_dir>/figures/summary.png``."""
-    from .runs import load_run
+    from ..machinery.runs import load_run
 
     run, final = load_run(run_dir)
     fig, axes = figure(10, 3.6, ncols=2 if final else 1)
@@ -184,11 +184,11 @@ def run_summary(run_dir: str | os.PathLike) -> Path:
     return save(fig, Path(run_dir) / "figures" / "summary.png")
 
 
-# -- figures across runs (built by seo_lite.figures from run directories) ----------------------
+# -- figures across runs (built by seo_lite.lab.figures from run directories) ----------------------
 def model_label(spec: str, options: dict | None = None, identity: dict | None = None) -> str:
     """``embedded (SmolLM2-135M-Instruct, load_in_4bit=True)``: a model spec, what it
     resolved to, and its options (secret-looking options are never shown)."""
-    from .config import is_secret_name
+    from ..method.config import is_secret_name
 
     bits = []
     name = (identity or {}).get("model")

@@ -1,0 +1,1 @@
+"""Around the method: experiments, ablation grids, studies, baselines, figures, widgets."""

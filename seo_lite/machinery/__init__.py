@@ -1,0 +1,1 @@
+"""What runs the method: wiring, data, run directories, parameters, the dry run."""

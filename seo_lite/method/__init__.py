@@ -1,0 +1,1 @@
+"""The method a learner reads: the algorithm (seo.py) and its pieces."""

@@ -1,0 +1,77 @@
+"""Evaluation: a learned experience against none on held-out examples.
+
+Not a step of SEO: what a run reports when it is done.  The score of one
+experience is the mean per-example metric with a bootstrap interval; the
+comparison with no experience is paired (the same examples, both ways):
+
+    gain = 1/N * sum_x [metric(M_gen(x; E), x) - metric(M_gen(x), x)]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from .experience import Experience
+from .stats import Estimate, PairedComparison, bootstrap_ci, paired_comparison
+from ..llm.base import LLM
+from ..tasks.base import Example, Prediction, Task
+
+
+@dataclass
+class Evaluation:
+    """A generator with one experience (or none) on one split."""
+
+    split: str
+    experience: Experience | None
+    score: Estimate                     # mean per-example score with bootstrap CI
+    metrics: dict[str, float]           # corpus-level metrics of the task
+    predictions: list[Prediction]
+
+    def to_dict(self, with_predictions: bool = False) -> dict:
+        d = {"split": self.split,
+             "experience": self.experience.to_list() if self.experience is not None else None,
+             "score": self.score.to_dict(), "metrics": self.metrics}
+        if with_predictions:
+            d["predictions"] = [p.to_dict() for p in self.predictions]
+        return d
+
+
+def evaluate(task: Task, generator: LLM, examples: Sequence[Example],
+             experience: Experience | None = None, *, split: str = "test", n_boot: int = 1000,
+             seed: int = 0, progress: bool | str = False) -> Evaluation:
+    """Score ``experience`` (None: no experience) on ``examples`` with a bootstrap CI."""
+    preds = task.predict(generator, examples, experience if experience else None,
+                         progress=progress)
+    return Evaluation(split, experience, bootstrap_ci([p.score for p in preds], n_boot=n_boot, seed=seed),
+                      task.evaluate_predictions(preds, examples), preds)
+
+
+@dataclass
+class Comparison:
+    """The learned experience against no experience on the same examples."""
+
+    with_experience: Evaluation
+    without_experience: Evaluation
+    paired: PairedComparison
+
+    def to_dict(self, with_predictions: bool = False) -> dict:
+        return {"with": self.with_experience.to_dict(with_predictions),
+                "without": self.without_experience.to_dict(with_predictions),
+                "paired": self.paired.to_dict()}
+
+
+def compare(task: Task, generator: LLM, examples: Sequence[Example], experience: Experience,
+            *, split: str = "test", n_boot: int = 1000, seed: int = 0,
+            progress: bool | str = False) -> Comparison:
+    """Evaluate with and without ``experience``; the difference is a paired bootstrap."""
+    pairs = [(ex, experience if experience else None) for ex in examples] + \
+            [(ex, None) for ex in examples]
+    preds = task.predict_pairs(generator, pairs, progress=progress)
+    n = len(examples)
+    w, wo = preds[:n], preds[n:]
+    kw = dict(n_boot=n_boot, seed=seed)
+    paired = paired_comparison([p.score for p in w], [p.score for p in wo], **kw)
+    return Comparison(
+        Evaluation(split, experience, paired.a, task.evaluate_predictions(w, examples), w),
+        Evaluation(split, None, paired.b, task.evaluate_predictions(wo, examples), wo),
+        paired)
