@@ -2,9 +2,10 @@
 
 Decision logic against a scripted run (real SEO code, answers chosen by the
 test, a real call cache): the dry run's model calls are what the run makes,
-or an upper bound where candidates can repeat.  Token counting against the
-real embedded model: prompt tokens equal its own usage records when every
-prompt is known.  And the dry run itself never builds a model.
+or an upper bound where candidates can repeat.  The dry run is the loop
+itself: a change to the loop's code changes the estimate with it.  Token
+counting against the real embedded model: prompt tokens equal its own usage
+records when every prompt is known.  And the dry run itself never builds a model.
 """
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def test_one_step_counts_are_exact(tmp_path):
     assert _actual(final, "steps", "generator") == in_steps
     assert _actual(final, "steps", "optimizer") == phase["optimizer"].calls
     # dev and test with and without E_T; the curve's E_0 (= no E) and E_T are cache hits
-    assert phase["dev curve: each E_t"].requests == 2 * config.dev_size
+    assert phase["dev curve"].requests == 2 * config.dev_size
     assert _actual(final, "evaluation", "generator") == in_eval == 2 * (config.dev_size + config.test_size)
 
 
@@ -88,6 +89,28 @@ def test_calls_are_an_upper_bound_on_longer_runs(tmp_path, kw):
     assert 0 < _actual(final, "steps", "generator") <= in_steps
     assert 0 < _actual(final, "evaluation", "generator") <= in_eval
     assert est.total("requests") >= est.total("calls")
+
+
+def test_the_estimate_follows_a_change_to_the_loop(tmp_path, monkeypatch):
+    """Trials that also ask with a third prompt (a loop change made in seo.py only):
+    the estimate grows by those requests and still equals the changed run's calls."""
+    from seo_lite.method import seo
+    from seo_lite.method.experience import Experience
+
+    config = _config()
+    before = estimate_cost(config, task=YesTask(), splits=splits())
+    original = seo.run_trials
+
+    def run_trials(task, generator, batch, experience, **kw):
+        task.predict(generator, batch, Experience(("Think twice.",)), progress=kw.get("progress"))
+        return original(task, generator, batch, experience, **kw)
+    monkeypatch.setattr(seo, "run_trials", run_trials)
+    est, phase, final, in_steps, in_eval = _compare(tmp_path, config)
+    n = config.batch_size
+    assert phase["trials"].requests == {p.name: p for p in before.phases}["trials"].requests + n
+    assert est.total("calls") == before.total("calls") + n
+    assert _actual(final, "steps", "generator") == in_steps
+    assert _actual(final, "evaluation", "generator") == in_eval
 
 
 def test_tokens_and_the_two_estimates(tmp_path):
@@ -123,7 +146,7 @@ def test_bad_price_is_a_clear_error(value):
 def test_a_hub_model_not_in_the_local_cache_is_an_estimate_in_characters():
     c = token_counter("hf:meta-llama/Llama-2-7b-chat-hf", {"load_in_4bit": True})
     assert not c.exact and "characters / 4" in c.basis and "not in the local" in c.basis
-    assert c.text("x" * (10 * CHARS_PER_TOKEN)) == 10
+    assert c.count_tokens("x" * (10 * CHARS_PER_TOKEN)) == 10
     api = token_counter("openai:gpt-4o-mini")
     assert not api.exact and "estimate" in api.basis
     assert token_counter("rulebank").prompt([{"role": "user", "content": "hi"}]) == 0
@@ -152,7 +175,7 @@ def test_cli_dry_run_prints_the_estimate_and_loads_no_model(tmp_path, monkeypatc
     text = capsys.readouterr().out
     assert rc == 0 and not out.exists()
     assert "Dry run (no model loaded)" in text and "SmolLM2-135M-Instruct's tokenizer" in text
-    for word in ("trials", "optimizer", "validation", "dev: E_T vs no E", "test: E_T vs no E",
+    for word in ("trials", "optimizer", "validation", "evaluate dev", "evaluate test",
                  "dev curve", "API cost", "wall time"):
         assert word in text
     rc = main(["run", "--preset", "smoke", "--dry-run", "--price-per-mtok", "cheap"])

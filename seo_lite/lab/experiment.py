@@ -22,7 +22,7 @@ from ..method.config import SEOConfig
 from ..machinery.files import atomic_write_text
 from ..llm.base import Usage, merge_usage
 from ..machinery.runs import RunDir, load_run
-from ..method.evaluation import compare, evaluate
+from ..method.evaluation import evaluate_run
 from ..method.seo import SEORun
 from ..machinery.training import train
 
@@ -69,23 +69,13 @@ def finalize(run: SEORun, task, splits, generator, optimizer, out=None, *,
                    "accepted": run.accepted, "task": task.describe(),
                    "models": {"generator": generator.identity(), "optimizer": optimizer.identity()},
                    "comparisons": {}}
-    for split in ("dev", "test"):
-        examples = getattr(splits, split)
-        if not examples:
-            continue
-        comp = compare(task, generator, examples, run.experience, split=split,
-                       n_boot=cfg.bootstrap, seed=cfg.seed,
-                       progress=f"evaluate {split}" if progress else False)
+    comparisons, curve = evaluate_run(task, generator, splits, run.experiences,
+                                      n_boot=cfg.bootstrap, seed=cfg.seed, progress=progress)
+    for split, comp in comparisons.items():
         final["comparisons"][split] = comp.to_dict()
         if out is not None:
             _write_predictions(Path(out) / "eval" / f"{split}.jsonl", comp)
     if splits.dev:
-        curve, seen = [], {}
-        for t, exp in enumerate(run.experiences):
-            if exp.rules not in seen:
-                seen[exp.rules] = evaluate(task, generator, splits.dev, exp, split="dev",
-                                           n_boot=0).score.mean
-            curve.append({"step": t, "dev": seen[exp.rules]})
         final["curve"] = curve
     final["usage"] = {"steps": merge_usage_dicts(s.usage for s in run.steps),
                       "evaluation": Usage.diff(merge_usage(generator, optimizer), before)}

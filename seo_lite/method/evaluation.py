@@ -5,6 +5,10 @@ experience is the mean per-example metric with a bootstrap interval; the
 comparison with no experience is paired (the same examples, both ways):
 
     gain = 1/N * sum_x [metric(M_gen(x; E), x) - metric(M_gen(x), x)]
+
+:func:`evaluate_run` is a finished run's evaluation: E_T against none on dev
+and test, and each distinct E_t on dev (the learning curve).  The run
+(``lab.experiment.finalize``) and its dry run (``machinery.dryrun``) both call it.
 """
 from __future__ import annotations
 
@@ -75,3 +79,24 @@ def compare(task: Task, generator: LLM, examples: Sequence[Example], experience:
         Evaluation(split, experience, paired.a, task.evaluate_predictions(w, examples), w),
         Evaluation(split, None, paired.b, task.evaluate_predictions(wo, examples), wo),
         paired)
+
+
+def evaluate_run(task: Task, generator: LLM, splits, experiences: Sequence[Experience], *,
+                 n_boot: int = 1000, seed: int = 0, progress: bool = False
+                 ) -> tuple[dict[str, Comparison], list[dict]]:
+    """``({split: E_T vs no E}, curve)`` for the run's E_0..E_T (E_T is the last):
+    :func:`compare` on ``splits.dev`` and ``splits.test`` (those not empty), and the
+    dev score of each E_t, each distinct experience scored once."""
+    comparisons = {}
+    for split in ("dev", "test"):
+        if getattr(splits, split):
+            comparisons[split] = compare(task, generator, getattr(splits, split), experiences[-1],
+                                         split=split, n_boot=n_boot, seed=seed,
+                                         progress=f"evaluate {split}" if progress else False)
+    curve, seen = [], {}
+    for t, exp in enumerate(experiences if splits.dev else ()):
+        if exp.rules not in seen:
+            seen[exp.rules] = evaluate(task, generator, splits.dev, exp, split="dev", n_boot=0,
+                                       progress="dev curve" if progress else False).score.mean
+        curve.append({"step": t, "dev": seen[exp.rules]})
+    return comparisons, curve

@@ -1,0 +1,213 @@
+"""A model that counts instead of computing: the dry run's generator and optimizer.
+
+:class:`CountingLLM` is an :class:`~seo_lite.llm.base.LLM`, so every request
+goes through the real call layer (``cached.py``): identical requests within a
+call are answered once and a request made earlier is a cache hit (the cache
+starts empty and lives in memory; there is none with ``SEO_LITE_CACHE=off``).
+What reaches the backend is a model call.  Per call it counts
+
+* prompt tokens as :class:`~seo_lite.llm.hf.HFLLM` would (its own ``render``:
+  chat template or plain fallback), with the model's tokenizer where
+  :func:`token_counter` finds one on disk, else characters / 4;
+* new tokens at most: ``max_new_tokens``; label ranking generates none and
+  scores the label tokens after the prompt;
+
+and files them under the progress label the caller gives (``"step 2/6
+validation"`` -> phase ``validation``).  Replies are placeholders: the gold
+answer of the example the prompt ends with (label ranking: the gold label
+first), and for the optimizer the ``rules`` in a new order per reply (a tag
+once the orders run out), so every reply is a new experience of typical length.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .base import LLM, Completion, Loglikelihoods
+from .cache import CallCache, default_cache
+from .hf import HFLLM
+
+CHARS_PER_TOKEN = 4          # the usual rule of thumb for English text; used only without a tokenizer
+
+
+@dataclass
+class Phase:
+    """The calls of one progress label, summed over the steps."""
+
+    name: str
+    role: str                       # generator | optimizer
+    mode: str                       # generate | rank
+    per_step: int | None            # requests per step (None: not a step's label)
+    requests: int = 0
+    calls: int = 0                  # model calls (requests the call layer did not answer)
+    prompt_tokens: int = 0          # prompt tokens of those calls     } from the model's
+    new_tokens: int = 0             # generated tokens at most         } usage per phase
+    label_tokens: int = 0           # rank mode: label tokens scored after the prompt
+    at_most: bool = False           # requests is an upper bound (duplicates make it fewer)
+    estimated: bool = False         # some prompt tokens rest on a placeholder or characters / 4
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _EmptyCache(CallCache):
+    """A call cache that starts empty, in memory."""
+
+    def __init__(self):
+        self.entries = {}
+
+    def get(self, key, payload):
+        return self.entries.get(key), None
+
+    def put(self, key, payload, value):
+        self.entries[key] = value
+
+
+class CountingLLM(LLM):
+    """Counts calls and tokens per phase (``phases``); see the module docstring."""
+
+    backend, supports_loglikelihood = "counting", True
+    render = HFLLM.render                            # the prompt text a local model sees
+
+    def __init__(self, spec: str, basis: str, tokenizer=None, free: bool = False):
+        super().__init__(cache=_EmptyCache() if default_cache() is not None else None)
+        self.spec, self.basis, self.tokenizer, self.free = spec, basis, tokenizer, free
+        self.exact = tokenizer is not None           # False: characters / 4
+        self.phases: dict[str, Phase] = {}
+        self.replies = 0
+        self.set_task(None, (), ("Follow the instruction.",))
+
+    def identity(self) -> dict:
+        return {"backend": self.backend, "model": self.spec}
+
+    def count_tokens(self, text: str) -> int:
+        if self.free or not text:
+            return 0
+        if self.tokenizer is None:
+            return math.ceil(len(text) / CHARS_PER_TOKEN)
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def prompt(self, messages, prefix: str = "") -> int:
+        return self.count_tokens(self.render(messages) + prefix)
+
+    def generate(self, requests, *, role="generator", progress=False):
+        return self._count(super().generate, requests, role, progress, "generate")
+
+    def loglikelihood(self, requests, *, role="generator", progress=False):
+        return self._count(super().loglikelihood, requests, role, progress, "rank")
+
+    def _count(self, call, requests, role, progress, mode):
+        label = progress if isinstance(progress, str) else role
+        step = label.startswith("step ")             # seo_step's labels: "step 2/6 trials"
+        name = label.split(" ", 2)[-1] if step else label
+        self._phase = self.phases.setdefault(name, Phase(name, role, mode, 0 if step else None))
+        self._phase.requests += len(requests) if isinstance(requests, list) else 1
+        return call(requests, role=name)             # usage per phase: calls and tokens
+
+    def counted(self) -> list[Phase]:
+        """The phases, with calls and tokens from the model's usage (one role per phase)."""
+        usage = self.usage.to_dict()
+        for p in self.phases.values():
+            u = usage.get(p.name, {})
+            p.calls, p.prompt_tokens = u.get("calls", 0), u.get("prompt_tokens", 0)
+            p.new_tokens = u.get("completion_tokens", 0)
+        return list(self.phases.values())
+
+    def _gold(self, r) -> str:
+        """The gold answer of the example the prompt ends with ("" if none)."""
+        text = r.messages[-1]["content"]
+        self._phase.estimated |= not self.exact or self._phase.role == "optimizer" \
+            or self.rules[0] in text                 # a placeholder answer or experience
+        return next((self.golds[text[-n:]] for n in self._lengths if text[-n:] in self.golds), "")
+
+    def set_task(self, task, examples, rules: tuple[str, ...]) -> None:
+        """The task's examples (for the gold answers) and the rules of every optimizer reply."""
+        self.golds = {task.format_input(ex).strip(): ex.gold for ex in examples}
+        self._lengths = sorted({len(k) for k in self.golds}, reverse=True)
+        self.rules = tuple(rules)
+
+    def _generate(self, requests):
+        out = []
+        for r in requests:
+            reply = self._gold(r)
+            if self._phase.role == "optimizer":
+                rules, c, order = list(self.rules), self.replies, []
+                self.replies += 1
+                while rules:                          # the c-th order of the rules
+                    c, j = divmod(c, len(rules))
+                    order.append(rules.pop(j))
+                order[-1] += f" ({c})" if c else ""
+                reply = "\n".join(f"{i}. {rule}" for i, rule in enumerate(order, 1))
+            out.append(Completion(reply, self.prompt(r.messages, r.prefix),
+                                  0 if self.free else r.params.max_new_tokens))
+        return out
+
+    def _loglikelihood(self, requests):
+        out = []
+        for r in requests:
+            gold = self._gold(r)
+            out.append(Loglikelihoods([0.0 if c == gold else -1.0 for c in r.continuations],
+                                      [self.count_tokens(c) for c in r.continuations],
+                                      self.prompt(r.messages)))
+            self._phase.label_tokens += sum(out[-1].token_counts)
+        return out
+
+
+# -- counting tokens offline ---------------------------------------------------------------------
+def _load_tokenizer(source: str, **kw):
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        return AutoTokenizer.from_pretrained(source, **kw)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
+def _gguf_tokenizer(path: Path):
+    """The tokenizer of a GGUF file: from its converted checkpoint when there is one
+    (``hf_loading.convert_gguf``), else read from the file's metadata (no weights)."""
+    from .cache import cache_root
+    from .hf_loading import file_sha256
+
+    folder = cache_root() / "models" / f"{path.stem}-{file_sha256(path)[:16]}"
+    if (folder / "tokenizer_config.json").is_file():
+        return _load_tokenizer(str(folder), local_files_only=True)
+    return _load_tokenizer(str(path.parent), gguf_file=path.name)
+
+
+def token_counter(spec: str, options: dict | None = None, tokenizer: str | None = None) -> CountingLLM:
+    """The :class:`CountingLLM` of a model spec, with a tokenizer loaded only from local
+    files (never weights, never the network).  ``tokenizer``: a local folder with the
+    tokenizer's files, used instead."""
+    estimate = f"estimate: characters / {CHARS_PER_TOKEN}"
+    count = lambda basis, tok=None: CountingLLM(spec, basis, tok)
+    kind, _, source = spec.partition(":")
+    path = Path(source).expanduser()
+    try:
+        if tokenizer is not None:
+            return count(f"the tokenizer in {tokenizer}", _load_tokenizer(str(tokenizer), local_files_only=True))
+        if spec == "rulebank":
+            return CountingLLM(spec, "not a model: no tokens", free=True)
+        if spec == "embedded":
+            from .embedded import MODEL_NAME, embedded_gguf_path
+
+            return count(f"{MODEL_NAME}'s tokenizer", _gguf_tokenizer(embedded_gguf_path()))
+        if kind != "hf":
+            return count(f"{estimate} (the server's tokenizer is not available offline)")
+        if source.endswith(".gguf") and path.is_file():
+            return count(f"the tokenizer of {path.name}", _gguf_tokenizer(path))
+        if path.is_dir():
+            return count(f"the tokenizer in {path}", _load_tokenizer(str(path), local_files_only=True))
+        if source.startswith((".", "/", "~")) or source.endswith(".gguf"):
+            return count(f"{estimate} ({source} not found)")
+        try:
+            return count(f"{source}'s tokenizer (local Hugging Face cache)", _load_tokenizer(
+                source, revision=(options or {}).get("revision"), local_files_only=True))
+        except Exception:
+            return count(f"{estimate} ({source}'s tokenizer is not in the local Hugging Face cache)")
+    except Exception as e:                       # a broken local file: say so, estimate
+        return count(f"{estimate} (tokenizer not readable: {type(e).__name__})")
