@@ -75,8 +75,7 @@ class CountingLLM(LLM):
         self.spec, self.basis, self.tokenizer, self.free = spec, basis, tokenizer, free
         self.exact = tokenizer is not None           # False: characters / 4
         self.phases: dict[str, Phase] = {}
-        self.replies = 0
-        self.set_task(None, (), ("Follow the instruction.",))
+        self.golds, self._lengths, self.rules, self.replies = {}, [], ("Follow the instruction.",), 0
 
     def identity(self) -> dict:
         return {"backend": self.backend, "model": self.spec}
@@ -121,11 +120,13 @@ class CountingLLM(LLM):
             or self.rules[0] in text                 # a placeholder answer or experience
         return next((self.golds[text[-n:]] for n in self._lengths if text[-n:] in self.golds), "")
 
-    def set_task(self, task, examples, rules: tuple[str, ...]) -> None:
-        """The task's examples (for the gold answers) and the rules of every optimizer reply."""
+    def set_task(self, task, examples, max_rules: int) -> str:
+        """Learn the examples' gold answers and the optimizer's rules (:func:`typical_rules`);
+        returns what those rules are."""
         self.golds = {task.format_input(ex).strip(): ex.gold for ex in examples}
         self._lengths = sorted({len(k) for k in self.golds}, reverse=True)
-        self.rules = tuple(rules)
+        self.rules, basis = typical_rules(task, max_rules)
+        return basis
 
     def _generate(self, requests):
         out = []
@@ -152,6 +153,19 @@ class CountingLLM(LLM):
                                       self.prompt(r.messages)))
             self._phase.label_tokens += sum(out[-1].token_counts)
         return out
+
+
+def typical_rules(task, max_rules: int) -> tuple[tuple[str, ...], str]:
+    """``max_rules`` rules of typical length, and what they are: the rule bank's rules
+    for the task's family, in order (repeated if the cap is larger than the bank)."""
+    from .rulebank import RULE_BANK
+
+    family = task.family if task.family in RULE_BANK else "generic"
+    bank = RULE_BANK[family]
+    rules = [bank[i] if i < len(bank) else f"{bank[i % len(bank)]} ({i + 1})"
+             for i in range(max_rules)]
+    return tuple(rules), (f"{max_rules} rules like the rule bank's {family} rules "
+                          f"(mean {sum(map(len, rules)) / len(rules):.0f} characters)")
 
 
 # -- counting tokens offline ---------------------------------------------------------------------

@@ -247,6 +247,27 @@ def add_cost_flags(parser) -> None:
                         help="generated (and prompt) tokens per second, for a wall-time estimate")
 
 
+def parse_rates(value, what: str, *, optional_first: bool = False) -> tuple | None:
+    """``"IN,OUT"`` (or a pair) -> two non-negative floats; with ``optional_first``
+    a single number is the second one (``"20"`` or ``20`` -> ``(None, 20.0)``)."""
+    if value is None:
+        return None
+    parts = ([p.strip() for p in value.split(",")] if isinstance(value, str) else
+             list(value) if isinstance(value, (tuple, list)) else [value])
+    parts = [None] + parts if optional_first and len(parts) == 1 else parts
+    try:
+        out = tuple(None if p in (None, "") else float(p) for p in parts)
+    except (TypeError, ValueError):
+        out = ()
+    if len(out) != 2:
+        raise ConfigError(f"{what} takes two numbers IN,OUT, got {value!r}")
+    if out[1] is None or any(x is not None and not x >= 0 for x in out):
+        raise ConfigError(f"{what} takes non-negative numbers, got {value!r}")
+    if optional_first and out[1] == 0:
+        raise ConfigError(f"{what}: the generation rate must be > 0, got {value!r}")
+    return out
+
+
 def setup_from_args(args, out_dir=None) -> RunSetup:
     """The :class:`RunSetup` of parsed ``seo-lite run`` flags."""
     values = {}
