@@ -101,7 +101,7 @@ class CountingLLM(LLM):
         step = label.startswith("step ")             # seo_step's labels: "step 2/6 trials"
         name = label.split(" ", 2)[-1] if step else label
         self._phase = self.phases.setdefault(name, Phase(name, role, mode, 0 if step else None))
-        self._phase.requests += len(requests) if isinstance(requests, list) else 1
+        self._phase.requests += len(requests) if isinstance(requests, (list, tuple)) else 1
         return call(requests, role=name)             # usage per phase: calls and tokens
 
     def counted(self) -> list[Phase]:
@@ -203,7 +203,8 @@ def token_counter(spec: str, options: dict | None = None, tokenizer: str | None 
     path = Path(source).expanduser()
     try:
         if tokenizer is not None:
-            return count(f"the tokenizer in {tokenizer}", _load_tokenizer(str(tokenizer), local_files_only=True))
+            return count(f"the tokenizer in {tokenizer}",
+                         _load_tokenizer(str(tokenizer), local_files_only=True))
         if spec == "rulebank":
             return CountingLLM(spec, "not a model: no tokens", free=True)
         if spec == "embedded":
