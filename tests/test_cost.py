@@ -25,8 +25,8 @@ from tests.test_seo_logic import GOOD, YesTask, splits
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _scripted(tmp_path, distinct=True):
-    cache = CallCache(tmp_path / "calls")
+def _scripted(tmp_path, distinct=True, cached=True):
+    cache = CallCache(tmp_path / "calls") if cached else None
     gen = ScriptedLLM(lambda r: "yes" if GOOD in r.messages[-1]["content"] else "no",
                       name="gen", cache=cache)
 
@@ -46,8 +46,8 @@ def _config(**kw):
     return SEOConfig(**{**base, **kw})
 
 
-def _compare(tmp_path, config, distinct=True):
-    gen, opt = _scripted(tmp_path, distinct)
+def _compare(tmp_path, config, distinct=True, cached=True):
+    gen, opt = _scripted(tmp_path, distinct, cached)
     est = estimate_cost(config, task=YesTask(), splits=splits())
     final = run_experiment(config, tmp_path / "run", task=YesTask(), splits=splits(),
                            generator=gen, optimizer=opt, progress=False, figure=False).final
@@ -71,6 +71,21 @@ def test_one_step_counts_are_exact(tmp_path):
     # dev and test with and without E_T; the curve's E_0 (= no E) and E_T are cache hits
     assert phase["dev curve"].requests == 2 * config.dev_size
     assert _actual(final, "evaluation", "generator") == in_eval == 2 * (config.dev_size + config.test_size)
+
+
+def test_without_the_call_cache_only_identical_requests_in_one_call_are_shared(tmp_path,
+                                                                                 monkeypatch):
+    """SEO_LITE_CACHE=off: the dry run counts what a run without a cache makes, exactly
+    (T=1, every candidate new: the curve's E_0 and E_T are computed again, not looked up)."""
+    config = _config()
+    cached = estimate_cost(config, task=YesTask(), splits=splits())
+    monkeypatch.setenv("SEO_LITE_CACHE", "off")
+    est, phase, final, in_steps, in_eval = _compare(tmp_path, config, cached=False)
+    assert est.total("calls") > cached.total("calls")
+    assert any("call cache is off" in a for a in est.assumptions)
+    assert _actual(final, "steps", "generator") == in_steps
+    assert _actual(final, "steps", "optimizer") == phase["optimizer"].calls
+    assert _actual(final, "evaluation", "generator") == in_eval
 
 
 @pytest.mark.parametrize("kw", [dict(steps=3), dict(steps=3, validation="fixed"),
