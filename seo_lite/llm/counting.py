@@ -1,22 +1,16 @@
 """A model that counts instead of computing: the dry run's generator and optimizer.
 
-:class:`CountingLLM` is an :class:`~seo_lite.llm.base.LLM`, so every request
-goes through the real call layer (``cached.py``): identical requests within a
-call are answered once and a request made earlier is a cache hit (the cache
-starts empty and lives in memory; there is none with ``SEO_LITE_CACHE=off``).
-What reaches the backend is a model call.  Per call it counts
-
-* prompt tokens as :class:`~seo_lite.llm.hf.HFLLM` would (its own ``render``:
-  chat template or plain fallback), with the model's tokenizer where
-  :func:`token_counter` finds one on disk, else characters / 4;
-* new tokens at most: ``max_new_tokens``; label ranking generates none and
-  scores the label tokens after the prompt;
-
-and files them under the progress label the caller gives (``"step 2/6
-validation"`` -> phase ``validation``).  Replies are placeholders: the gold
+:class:`CountingLLM` is an :class:`~seo_lite.llm.base.LLM`, so its requests go
+through the real call layer (``cached.py``: identical requests in one call run
+once, a request made before is a cache hit; the cache starts empty, in memory).
+Each request that reaches the backend is a model call, filed under the
+caller's progress label (``"step 2/6 validation"`` -> phase ``validation``) in
+``usage``: prompt tokens as :class:`~seo_lite.llm.hf.HFLLM` renders them, with
+the tokenizer :func:`token_counter` finds on disk (else characters / 4), and
+``max_new_tokens`` per generate call.  Replies are placeholders: the gold
 answer of the example the prompt ends with (label ranking: the gold label
-first), and for the optimizer the ``rules`` in a new order per reply (a tag
-once the orders run out), so every reply is a new experience of typical length.
+first); for the optimizer, :func:`typical_rules` in a new order each time (a
+tag once the orders run out), so every reply is a new experience.
 """
 from __future__ import annotations
 
