@@ -108,7 +108,7 @@ def test_scripted_runs_accept_the_good_rule_and_log_failed_candidates(grid):
 
 def test_each_grid_builder_writes_a_png_from_run_directories(grid, tmp_path):
     _, grid_dir, _ = grid
-    paths = [figures.ablation_figure(grid_dir, tmp_path), figures.val_size_figure(grid_dir, tmp_path)]
+    paths = [figures.grid_figure("ablations", grid_dir, tmp_path), figures.grid_figure("val-size", grid_dir, tmp_path)]
     rows = [(f"seed {c.seed}", r, f) for c, r, f in results.grid_runs(grid_dir) if c.factor == "baseline"]
     paths.append(figures.learning_curves_figure(rows, tmp_path / "curves.png"))
     paths.append(figures.evolution_figure(rows[0][1], rows[0][2], tmp_path / "evolution.png"))
@@ -412,14 +412,14 @@ def test_calibration_cells_give_the_four_conditions_and_their_contrasts(tmp_path
                                    "SEO + batch calibration"]
     assert list(got["contrasts"]) == ["SEO vs no experience", "batch calibration vs no experience",
                                       "SEO added to batch calibration", "batch calibration added to SEO"]
-    path = figures.calibration_figure(tmp_path / "cal", tmp_path / "figs")
+    path = figures.grid_figure("calibration", tmp_path / "cal", tmp_path / "figs")
     assert path.name == "cal-calibration.png" and _is_png(path)
 
 
 def test_calibration_figure_needs_calibration_cells(grid, tmp_path):
     _, grid_dir, _ = grid
     assert results.calibration_contrasts(grid_dir) is None
-    assert figures.calibration_figure(grid_dir, tmp_path) is None
+    assert figures.grid_figure("calibration", grid_dir, tmp_path) is None
 
 
 def test_generalization_results_of_several_seeds_merge_into_one_estimate(tmp_path):
@@ -631,3 +631,32 @@ def test_step_diagram_of_a_real_embedded_step(embedded, tmp_path):
     text = _texts(plots.step_diagram(rec).axes[0])
     assert all(c.id in text for c in rec.candidates) and f"v = {rec.decision.current_score:.2f}" in text
     plt.close("all")
+
+
+def test_the_baseline_comparison_uses_the_same_palette_and_a_chance_line(monkeypatch, tmp_path):
+    """comparison-<task>.png (seo_lite.lab.baselines): SEO is SEO's blue, no
+    experience its grey, the reference and the rule bank their own colours."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgba
+    from seo_lite.lab.baselines import comparison_figure
+
+    est = lambda m: {"mean": m, "low": m - 0.6, "high": m + 0.6, "per_seed": [m, m]}
+    summary = {"arms": {a: est(m) for a, m in (("none", 0.5), ("reference", 0.7), ("llm", 0.75),
+                                               ("rulebank", 0.7))},
+               "differences": {k: est(0.2) for k in ("reference - none", "llm - none", "rulebank - none",
+                                                     "llm - rulebank")},
+               "usage": {"llm": {"generator_requests": 10}, "rulebank": {"generator_requests": 9}},
+               "seeds": [0, 1], "n_test_per_seed": [100], "config": {"task": "sst2"}}
+    drawn = []
+    monkeypatch.setattr(plots, "save", lambda fig, path: drawn.append(fig) or Path(path))
+    comparison_figure("sst2", summary, tmp_path)
+    left, right = drawn[0].axes[:2]
+    bars = _bar_colours(left)
+    assert bars["no experience"] == to_rgba(plots.COLOURS["no experience"])
+    assert bars["SEO, LLM optimizer"] == to_rgba(plots.COLOURS["SEO"])
+    assert bars["SEO, rule bank"] == to_rgba(plots.COLOURS["rule bank"])
+    assert bars["reference (hand-written)"] == to_rgba(plots.COLOURS["reference"])
+    assert _bar_colours(right)["SEO-LLM - none"] == bars["SEO, LLM optimizer"]
+    assert _dashed_levels(left) == [pytest.approx(0.5)] and _dashed_levels(right) == []   # SST-2: 2 labels
+    assert 0.0 <= min(_errorbar_ys(left)) and max(_errorbar_ys(left)) <= 1.0
+    plt.close(drawn[0])

@@ -1,29 +1,15 @@
-"""The figures of figures/: which files each PNG is made from, rebuilt by one command.
-
-    seo-lite figures [--runs runs] [--out figures]
+"""figures/: which files each PNG is made from, rebuilt by ``seo-lite figures [--runs runs] [--out figures]``.
 
 Each builder reads with :mod:`seo_lite.lab.results`, draws with
 :mod:`seo_lite.lab.plots` and saves one PNG.  :func:`build_all` looks under
-``runs_root`` for
-
-* **grids** (a folder with ``grid.json``, written by :func:`seo_lite.lab.grid_runner.run_grid`):
-  ablation bars, |D_t| sensitivity, calibration x SEO, learning curves and
-  the evolution of the experience of one baseline run;
-* **single runs** (a run directory with ``final.json``, outside any grid):
-  their learning curves;
-* **generalization results** (``<run>/generalization/<pair>.json``, written by
-  :func:`seo_lite.lab.generalization.evaluate_generalization`): the
-  out-of-distribution bars and the transfer matrix across translation directions;
-* **validation-noise studies** (``validation_noise*.json``, written by
-  chapter 04 with :func:`seo_lite.lab.noise_study.validation_noise`);
-* **baseline comparisons** (``<task>/{reference,llm,rulebank}-s<seed>/``, written by
-  ``python -m seo_lite.lab.baselines run``): one comparison figure per task
-  (:func:`seo_lite.lab.baselines.build_figures`).
-
-Nothing is read from a notebook's memory: a figure is a function of files.  A
-run directory without ``final.json`` (still running, or interrupted) is left
-out and reported.  ``figures/seo-step.png`` is :func:`step_figure` of a run's
-first step; ``<run>/figures/summary.png`` is :func:`seo_lite.lab.plots.run_summary`.
+``runs_root`` for grids (``grid.json``: ablations, |D_t|, calibration x SEO,
+learning curves, the experience evolution of one baseline run), single runs
+(their learning curves), generalization results
+(``<run>/generalization/<pair>.json``: OOD bars, transfer matrix),
+validation-noise studies (``validation_noise*.json``, chapter 04) and
+baseline comparisons (:func:`seo_lite.lab.baselines.build_figures`).  A run
+without ``final.json`` is left out and reported.  ``figures/seo-step.png`` is
+:func:`step_figure` of a run's first step.
 """
 from __future__ import annotations
 
@@ -49,19 +35,16 @@ def step_figure(run_dir: str | os.PathLike, step: int = 0,
                       out or Path(run_dir) / "figures" / f"step-{step}.png")
 
 
-def ablation_figure(grid_dir, out) -> Path | None:
-    data = results.ablation(grid_dir)
-    return _save(data and plots.ablations(data), Path(out) / f"{Path(grid_dir).name}-ablations.png")
+GRID_FIGURES = {"ablations": (results.ablation, plots.ablations),
+                "val-size": (results.val_size, plots.val_size),
+                "calibration": (results.calibration_contrasts, plots.calibration)}
 
 
-def val_size_figure(grid_dir, out) -> Path | None:
-    data = results.val_size(grid_dir)
-    return _save(data and plots.val_size(data), Path(out) / f"{Path(grid_dir).name}-val-size.png")
-
-
-def calibration_figure(grid_dir, out) -> Path | None:
-    data = results.calibration_contrasts(grid_dir)
-    return _save(data and plots.calibration(data), Path(out) / f"{Path(grid_dir).name}-calibration.png")
+def grid_figure(kind: str, grid_dir, out) -> Path | None:
+    """``<grid>-<kind>.png`` of :data:`GRID_FIGURES`, or None when the grid has no cells for it."""
+    read, draw = GRID_FIGURES[kind]
+    data = read(grid_dir)
+    return _save(data and draw(data), Path(out) / f"{Path(grid_dir).name}-{kind}.png")
 
 
 def learning_curves_figure(entries: list[tuple], path, title: str = "Learning curves",
@@ -72,10 +55,10 @@ def learning_curves_figure(entries: list[tuple], path, title: str = "Learning cu
 
 
 def evolution_figure(run, final: dict | None, path, label: str = "") -> Path:
-    fig = plots.experience_evolution(**results.evolution(run),
+    fig = plots.experience_evolution([list(e.rules) for e in run.experiences],
+                                     [s.decision.accepted for s in run.steps],
                                      title=f"Experience evolution{': ' + label if label else ''}")
-    plots.footnote(fig, plots.models_note_many([(run.config, final)]))
-    return plots.save(fig, path)
+    return plots.save(plots.with_footnote(fig, plots.models_note_many([(run.config, final)])), path)
 
 
 def grid_figures(grid_dir: Path, out: Path, log: Log) -> list[Path]:
@@ -83,8 +66,7 @@ def grid_figures(grid_dir: Path, out: Path, log: Log) -> list[Path]:
     log(f"grid {grid_dir}: {len(rows)} of {len(results.read_grid(grid_dir))} cells finished")
     if not rows:
         return []
-    paths = [ablation_figure(grid_dir, out), val_size_figure(grid_dir, out),
-             calibration_figure(grid_dir, out),
+    paths = [grid_figure(kind, grid_dir, out) for kind in GRID_FIGURES] + [
              learning_curves_figure([(results.label(c), r, f, results.condition(c)) for c, r, f in rows],
                                     out / f"{grid_dir.name}-learning-curves.png", "Every setting", True)]
     # the baseline run (SEO as the paper runs it) that changed its experience most often

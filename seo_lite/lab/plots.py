@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import sys
 import textwrap
-import zlib
 from pathlib import Path
 
 import matplotlib
@@ -40,17 +39,21 @@ COLOURS = {
     "chance": "#555555", "accepted": "#2e933c", "candidate": "#4a4e69", "failed": "#8b1e3f",
     "duplicate": "#bbbbbb", "gold": "#333333",
 }
-ALIASES = {"without E": "no experience", "without": "no experience", "no rules": "no experience",
-           "none": "no experience", "with E": "SEO", "with": "SEO", "llm": "SEO",
-           "rulebank": "rule bank"}
+ALIASES = {"without E": "no experience", "no rules": "no experience", "none": "no experience",
+           "with E": "SEO", "llm": "SEO", "rulebank": "rule bank"}
 #: Colours for names that are not conditions (runs, seeds, a notebook's own settings).
 OTHERS = ["#4c9f70", "#e07a5f", "#3d405b", "#81b29a", "#6d597a", "#b56576", "#355070"]
 
 
+def colours(names: list[str]) -> list[str]:
+    """Each name's colour: a condition's own (:data:`COLOURS`), any other name
+    (a run, a seed) the next of OTHERS, so that no two share one."""
+    others = iter(OTHERS * (1 + len(names) // len(OTHERS)))
+    return [COLOURS.get(ALIASES.get(n, n)) or next(others) for n in names]
+
+
 def colour(name: str) -> str:
-    """The colour of a condition; any other name always gets the same one of OTHERS."""
-    name = ALIASES.get(name, name)
-    return COLOURS.get(name) or OTHERS[zlib.crc32(name.encode()) % len(OTHERS)]
+    return colours([name])[0]
 
 
 def use_style() -> None:
@@ -71,11 +74,17 @@ def figure(width: float = 6.0, height: float = 3.6, ncols: int = 1):
 
 
 def footnote(fig, text: str) -> None:
-    """Small grey text under the figure, wrapped to its width (a long line would
-    widen the saved canvas and leave half of it empty)."""
+    """Lay the figure out and put small grey text under it, wrapped to its width (a
+    long line would widen the saved canvas and leave half of it empty)."""
+    with_footnote(fig, text)
+
+
+def with_footnote(fig, text: str):
+    fig.tight_layout()
     chars = max(40, int(fig.get_size_inches()[0] * 16))
     lines = [w for line in text.split("\n") for w in (textwrap.wrap(line, chars) or [""])]
     fig.text(0.01, -0.02, "\n".join(lines), fontsize=7.5, color="#555555", ha="left", va="top")
+    return fig
 
 
 def save(fig, path: str | os.PathLike) -> Path:
@@ -105,12 +114,10 @@ def models_note_many(entries) -> str:
     for config, final in entries:
         config = getattr(config, "config", config)                  # a run or its config
         get = config.get if isinstance(config, dict) else (lambda k: getattr(config, k, None))
-        models = (final or {}).get("models", {})
-        for key, v in (("task", get("task")), ("seed", get("seed")),
-                       ("gen", model_label(get("generator") or "?", get("generator_options"),
-                                           models.get("generator"))),
-                       ("opt", model_label(get("optimizer") or "?", get("optimizer_options"),
-                                           models.get("optimizer")))):
+        model = lambda role: model_label(get(role) or "?", get(f"{role}_options"),
+                                         (final or {}).get("models", {}).get(role))
+        for key, v in (("task", get("task")), ("seed", get("seed")), ("gen", model("generator")),
+                       ("opt", model("optimizer"))):
             if v is not None and v not in seen[key]:
                 seen[key].append(v)
     seeds = f" | seeds {', '.join(map(str, sorted(seen['seed'])))}" if seen["seed"] else ""
@@ -143,6 +150,13 @@ def _fit_ylim(ax) -> None:
     ys = [np.asarray(l.get_ydata(), dtype=float) for l in ax.get_lines()]
     top = max((float(np.nanmax(y)) for y in ys if np.isfinite(y).any()), default=1.0)
     ax.set_ylim(-0.02, min(1.02, max(0.2, top * 1.25 + 0.05)))
+
+
+def _log2_axis(ax, xs) -> None:
+    """|D_t| doubles from one setting to the next: a log2 axis ticked at the settings."""
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(xs, [str(x) for x in xs], minor=False)
+    ax.minorticks_off()
 
 
 def _integer_steps(ax) -> None:
@@ -216,8 +230,7 @@ def run_summary(run_dir: str | os.PathLike) -> Path:
 
 # -- bars, bands, curves ------------------------------------------------------------------------------
 def ablation_bars(groups: list[dict], ax=None, *, ylabel: str = "test score", title: str = "Ablations",
-                  reference: float | None = None, reference_label: str = "without experience",
-                  limits=(0.0, 1.0), chance: float | None = None):
+                  reference: float | None = None, limits=(0.0, 1.0), chance: float | None = None):
     """One bar per setting in its condition's colour: the mean over seeds with its
     95% interval (clipped to ``limits``), and a dot per seed.  ``groups``:
     ``{"label", "condition", "estimate": {mean, low, high, n}, "values": [...]}``."""
@@ -229,7 +242,7 @@ def ablation_bars(groups: list[dict], ax=None, *, ylabel: str = "test score", ti
         ax.scatter([i + (j - (len(vals) - 1) / 2) * 0.08 for j in range(len(vals))], vals, s=14,
                    color="black", zorder=3, label="one seed" if i == 0 and vals else None)
     if reference is not None:
-        ax.axhline(reference, color=COLOURS["no experience"], ls=":", lw=1.6, label=reference_label)
+        ax.axhline(reference, color=COLOURS["no experience"], ls=":", lw=1.6, label="without experience")
     chance_line(ax, chance)
     ax.axhline(0, color="black", lw=0.6)
     ax.set_xticks(range(len(groups)), ["\n".join(textwrap.wrap(g["label"], 14)) for g in groups], fontsize=8.5)
@@ -262,27 +275,6 @@ def paired_bars(groups: list[dict], ax=None, *, ylabel: str = "mean score", titl
     return fig if own else ax
 
 
-def sensitivity(xs: list, estimates: list[dict], per_seed: list[list[float]] | None = None, ax=None, *,
-                conditions: list[str] | None = None, xlabel: str = "", ylabel: str = "",
-                title: str = "", limits=(-1.0, 1.0)):
-    """A quantity against a setting (e.g. |D_t|): mean with its interval as a band
-    (clipped to ``limits``), each point in its condition's colour, seeds as dots."""
-    fig, ax, own = _own(ax, 5.2, 3.6)
-    lo, hi = zip(*[clipped(e, limits) for e in estimates])
-    ax.fill_between(xs, lo, hi, color=COLOURS["SEO"], alpha=0.15, lw=0, label="95% interval")
-    ax.plot(xs, [e["mean"] for e in estimates], "-", color=COLOURS["SEO"], label="mean over seeds")
-    ax.scatter(xs, [e["mean"] for e in estimates], s=60, zorder=3,
-               color=[colour(c) for c in conditions] if conditions else COLOURS["SEO"])
-    for x, vals in zip(xs, per_seed or []):
-        ax.scatter([x] * len(vals), vals, s=12, color="black", zorder=4)
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(xs, [str(x) for x in xs])
-    ax.minorticks_off()
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
-    ax.legend(fontsize=8)
-    return fig if own else ax
-
-
 def learning_curves(series: list[dict], ax=None, *, ylabel: str = "dev score of E_t",
                     title: str = "Learning curves", show_mean: bool = True,
                     chance: float | None = None, steps: bool = True):
@@ -290,8 +282,7 @@ def learning_curves(series: list[dict], ax=None, *, ylabel: str = "dev score of 
     condition's colour, drawn as steps (or points), with their mean (``show_mean``)
     and the chance level."""
     fig, ax, own = _own(ax, 5.6, 3.6)
-    for s in series:
-        c = colour(s.get("condition", s["label"]))
+    for s, c in zip(series, colours([s.get("condition", s["label"]) for s in series])):
         if steps:
             ax.step(s["x"], s["y"], where="post", color=c, alpha=0.8, lw=1.4, label=s["label"])
         else:
@@ -311,26 +302,16 @@ def learning_curves(series: list[dict], ax=None, *, ylabel: str = "dev score of 
 def distinct_labels(texts: list[str], n: int = 70) -> list[str]:
     """One short label per text, different wherever the texts differ: a text that
     shares its first ``n`` characters with another shows its start, "…", and the
-    part where it differs."""
+    part where it parts from the text nearest to it."""
     flat = [" ".join(str(t).split()) for t in texts]
-
-    def common(a, b):
-        return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-
+    common = lambda a, b: next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
     out = []
-    for i, t in enumerate(flat):
+    for t in flat:
         d = max((common(t, u) for u in flat if u != t), default=0)
-        if len(t) <= n:
-            out.append(t)
-        elif d < n - 12:
-            out.append(t[: n - 1] + "\u2026")
-        else:                                   # the start, then the window where it differs
-            tail = t[d - 8: d - 8 + n - 24]
-            out.append(t[:20] + " \u2026 " + tail + ("\u2026" if d - 8 + n - 24 < len(t) else ""))
-    for i, lab in enumerate(out):              # still equal (e.g. only spaces differ): number them
-        if out.count(lab) > 1:
-            out[i] = f"{lab} (#{out[:i + 1].count(lab)})"
-    return out
+        out.append(t if len(t) <= n else t[:n - 1] + "\u2026" if d < n - 12 else
+                   t[:20] + " \u2026 " + t[d - 8:d + n - 32] + ("\u2026" if d + n - 32 < len(t) else ""))
+    # texts equal but for spaces: numbered
+    return [f"{x} (#{out[:i + 1].count(x)})" if out.count(x) > 1 else x for i, x in enumerate(out)]
 
 
 def experience_evolution(experiences: list[list[str]], accepted: list[bool], *,
@@ -361,32 +342,6 @@ def experience_evolution(experiences: list[list[str]], accepted: list[bool], *,
     return fig
 
 
-def heatmap(values, row_labels: list[str], col_labels: list[str], *, annotations=None,
-            outline=None, title: str = "", xlabel: str = "", ylabel: str = "", cbar_label: str = ""):
-    """A matrix of signed values (red below 0, blue above), NaN cells grey and
-    marked "n/a"; ``outline`` a boolean matrix of cells to frame."""
-    from matplotlib.colors import TwoSlopeNorm
-
-    v = np.array(values, dtype=float)
-    fig, ax = figure(1.6 + 1.45 * len(col_labels), 1.3 + 0.7 * len(row_labels))
-    finite = v[np.isfinite(v)]
-    lim = max(1e-9, float(np.abs(finite).max()) if finite.size else 1.0)
-    cmap = matplotlib.colormaps["RdBu"].with_extremes(bad="#e5e5e5")
-    im = ax.imshow(np.ma.masked_invalid(v), cmap=cmap, norm=TwoSlopeNorm(0, -lim, lim), aspect="auto")
-    for (i, j), x in np.ndenumerate(v):
-        text = "n/a" if not np.isfinite(x) else (annotations[i][j] if annotations else f"{x:+.2f}")
-        ax.text(j, i, text, ha="center", va="center", fontsize=8,
-                color="white" if np.isfinite(x) and abs(x) > 0.6 * lim else "black")
-        if outline is not None and outline[i][j]:
-            ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=2, edgecolor="black"))
-    ax.set_xticks(range(len(col_labels)), col_labels)
-    ax.set_yticks(range(len(row_labels)), row_labels)
-    ax.grid(False)
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
-    fig.colorbar(im, ax=ax, shrink=0.85).set_label(cbar_label)
-    return fig
-
-
 def validation_noise(study: dict, *, title: str = "The noise of v(E) on a small D_t"):
     """Left: v(E) on many fresh draws of D_t, per |D_t| and experience (one dot per
     draw; bar: mean ± 1 sd across draws, clipped to [0, 1]; dashed: the pool mean);
@@ -398,8 +353,7 @@ def validation_noise(study: dict, *, title: str = "The noise of v(E) on a small 
     ax = axes[0] if two else axes
     width = 0.7 / max(1, len(names))
     rng = np.random.default_rng(0)
-    for k, n in enumerate(names):
-        c = colour(n)
+    for k, (n, c) in enumerate(zip(names, colours(names))):
         for i, s in enumerate(sizes):
             vals = np.array(study["scores"][str(s)][n], dtype=float)
             x = i + (k - (len(names) - 1) / 2) * width
@@ -415,15 +369,11 @@ def validation_noise(study: dict, *, title: str = "The noise of v(E) on a small 
     ax.legend(fontsize=8, loc="upper right")
     if two:
         axes[1].plot(sizes, [r["better wins"] for r in study["summary"]], "o-", color=COLOURS["accepted"])
-        axes[1].set_xscale("log", base=2)
-        axes[1].set_xticks(sizes, [str(s) for s in sizes])
-        axes[1].minorticks_off()
+        _log2_axis(axes[1], sizes)
         axes[1].set(ylim=(-0.02, 1.02), xlabel="|D_t|", ylabel="share of draws",
                     title="The better experience wins on D_t")
-    fig.tight_layout()
-    footnote(fig, f"{study.get('task', '')} | {study.get('models', '')} | {study['draws']} draws "
+    return with_footnote(fig, f"{study.get('task', '')} | {study.get('models', '')} | {study['draws']} draws "
                   f"per size from {study['pool']} training examples; dashed: mean over all of them")
-    return fig
 
 
 def label_distribution(counts: dict[str, dict[str, int]], labels: list[str], ax=None, *,
@@ -433,10 +383,10 @@ def label_distribution(counts: dict[str, dict[str, int]], labels: list[str], ax=
     fig, ax, own = _own(ax, 7.0, 3.4)
     conds = list(counts) + (["gold"] if gold else [])
     width = 0.8 / len(conds)
-    for k, c in enumerate(conds):
+    for k, (c, col) in enumerate(zip(conds, colours(conds))):
         data = gold if c == "gold" else counts[c]
         ax.bar([i + (k - (len(conds) - 1) / 2) * width for i in range(len(labels))],
-               [data.get(l, 0) for l in labels], width=width * 0.95, label=c, color=colour(c))
+               [data.get(l, 0) for l in labels], width=width * 0.95, label=c, color=col)
     ax.set_xticks(range(len(labels)), labels, rotation=15)
     ax.set(ylabel="examples", title=title)
     ax.legend(fontsize=8)
@@ -451,27 +401,34 @@ def ablations(data: dict):
                   title="Test score with the learned experience", reference=data["reference"])
     ablation_bars(data["diff"], ax=ax2, ylabel="with E_T - without (paired)", limits=(-1.0, 1.0),
                   title="Gain over no experience")
-    fig.tight_layout()
-    footnote(fig, models_note_many(data["runs"]) + f"\nbars: mean over seeds; error bars: "
+    return with_footnote(fig, models_note_many(data["runs"]) + f"\nbars: mean over seeds; error bars: "
              f"{results.interval_note(data['n_seeds'])}; dots: single seeds; {data['steps']} steps per run, "
              f"n(test) = {data['n_test']} per seed")
-    return fig
 
 
 def val_size(data: dict):
-    """The paired test gain and the accepted updates against |D_t|."""
-    fig, (ax1, ax2) = figure(10, 3.7, ncols=2)
-    kw = dict(conditions=data["conditions"], xlabel="|D_t|")
-    sensitivity(data["sizes"], data["gain"], data["gains"], ax=ax1, ylabel="test gain with E_T (paired)",
-                title="Gain against |D_t|", **kw)
-    ax1.axhline(0, color="black", lw=0.6)
-    sensitivity(data["sizes"], data["accept"], data["accepted"], ax=ax2, ylabel="updates accepted",
-                limits=(0, data["steps"]), title=f"Accepted updates (of {data['steps']} steps)", **kw)
-    fig.tight_layout()
-    footnote(fig, models_note_many(data["runs"]) + f"\nleft: {results.interval_note(data['n_seeds'])}; right: 95% "
+    """The paired test gain and the accepted updates against |D_t|: the mean over
+    seeds (each point in its condition's colour), its interval as a band (clipped),
+    the seeds as dots."""
+    fig, axes = figure(10, 3.7, ncols=2)
+    xs, steps = data["sizes"], data["steps"]
+    for ax, est, seeds, limits, ylabel, title in (
+            (axes[0], data["gain"], data["gains"], (-1.0, 1.0), "test gain with E_T (paired)", "Gain against |D_t|"),
+            (axes[1], data["accept"], data["accepted"], (0, steps), "updates accepted",
+             f"Accepted updates (of {steps} steps)")):
+        ax.fill_between(xs, *zip(*[clipped(e, limits) for e in est]), color=COLOURS["SEO"], alpha=0.15, lw=0,
+                        label="95% interval")
+        ax.plot(xs, [e["mean"] for e in est], "-", color=COLOURS["SEO"], label="mean over seeds")
+        ax.scatter(xs, [e["mean"] for e in est], s=60, zorder=3, color=[colour(c) for c in data["conditions"]])
+        ax.scatter([x for x, v in zip(xs, seeds) for _ in v], [y for v in seeds for y in v], s=12,
+                   color="black", zorder=4)
+        _log2_axis(ax, xs)
+        ax.set(xlabel="|D_t|", ylabel=ylabel, title=title)
+        ax.legend(fontsize=8)
+    axes[0].axhline(0, color="black", lw=0.6)
+    return with_footnote(fig, models_note_many(data["runs"]) + f"\nleft: {results.interval_note(data['n_seeds'])}; right: 95% "
              "t-interval across seeds (clipped); validation costs (1 + candidates) x |D_t| generator "
              "calls per step")
-    return fig
 
 
 def calibration(data: dict):
@@ -481,15 +438,14 @@ def calibration(data: dict):
             (ax1, "scores", "test score", "Test score", (0.0, 1.0)),
             (ax2, "contrasts", "difference in test score", "What one adds to the other", (-1.0, 1.0))):
         groups = [{"label": name, "values": vals, "estimate": across_seeds(vals).to_dict(),
-                   "condition": data["colours"][name]} for name, vals in data[key].items()]
+                   "condition": name.split(" vs ")[0].split(" added to ")[0].removesuffix(" alone")}
+                  for name, vals in data[key].items()]       # "A alone", "A vs B", "A added to B": A's colour
         ablation_bars(groups, ax=ax, ylabel=ylabel, title=title, limits=limits,
                       chance=data["chance"] if key == "scores" else None)
-    fig.tight_layout()
-    footnote(fig, models_note_many(data["runs"]) + f"\nbars: mean over seeds {data['seeds']}; error bars: "
+    return with_footnote(fig, models_note_many(data["runs"]) + f"\nbars: mean over seeds {data['seeds']}; error bars: "
              f"95% t-interval across {len(data['seeds'])} seeds; dots: single seeds; a difference has "
              "the colour of what it adds; right: differences of the left bars, seed by seed, on the same "
              "test examples")
-    return fig
 
 
 def curves(data: dict, title: str = "Learning curves"):
@@ -503,21 +459,15 @@ def curves(data: dict, title: str = "Learning curves"):
                         show_mean=False)
     else:
         ax2.set_axis_off()
-    fig.tight_layout()
-    footnote(fig, models_note_many(data["runs"]))
-    return fig
+    return with_footnote(fig, models_note_many(data["runs"]))
 
 
-def _seeds_note(rows: list[dict], n_label: str = "examples") -> str:
+def _study_note(rows: list[dict], what: str, n_label: str = "examples") -> str:
+    """Models, what a bar or cell is, and its interval, for generalization results."""
     seeds = rows[0].get("seeds")
-    if seeds:
-        return (f"bars and cells: mean over seeds {seeds} (each seed learned its own E_T); "
-                f"95% t-intervals across the {len(seeds)} seeds")
-    return "95% paired bootstrap intervals over the " + n_label
-
-
-def _results_note(rows: list[dict]) -> str:
-    return models_note_many([({**r.get("config", {}), "seed": None}, r) for r in rows])
+    return (models_note_many([({**r.get("config", {}), "seed": None}, r) for r in rows]) + f"\n{what}; "
+            + (f"bars and cells: mean over seeds {seeds} (each seed learned its own E_T); 95% t-intervals "
+               f"across the {len(seeds)} seeds" if seeds else f"95% paired bootstrap intervals over the {n_label}"))
 
 
 def ood(rows: list[dict]):
@@ -530,28 +480,37 @@ def ood(rows: list[dict]):
                                f"[{r['diff']['low']:+.3f}, {r['diff']['high']:+.3f}]",
                       "with": r["with"], "without": r["without"]} for lab, r in entries],
                     ax=ax, title=f"{res['pair']}: E_T learned on {res['train_task']}")
-    fig.tight_layout()
-    footnote(fig, _results_note(rows) + "\nmean per-example score (QA: token F1, translation: chrF/100); "
-             + _seeds_note(rows))
-    return fig
+    return with_footnote(fig, _study_note(rows, "mean per-example score (QA: token F1, translation: chrF/100)"))
 
 
 def transfer(matrix: dict, rows: list[dict], row_labels: list[str]):
-    """The transfer matrix across translation directions (paired chrF gain, points);
+    """The transfer matrix across translation directions: paired chrF gain in points,
+    red below 0 and blue above, n/a cells grey, the learned direction framed.
     ``matrix``: :func:`seo_lite.lab.generalization.transfer_matrix` of ``rows``."""
+    from matplotlib.colors import TwoSlopeNorm
+
     cells = [[matrix["cells"].get((r, c)) for c in matrix["cols"]] for r in matrix["rows"]]
-    fig = heatmap([[100 * x["mean"] if x else float("nan") for x in row] for row in cells],
-                  row_labels, matrix["cols"], outline=[[bool(x and x["in_domain"]) for x in row] for row in cells],
-                  annotations=[[f"{100 * x['mean']:+.1f}\n[{100 * x['low']:+.1f}, {100 * x['high']:+.1f}]"
-                                if x else "n/a" for x in row] for row in cells],
-                  title="Transfer across translation directions", cbar_label="chrF gain with E_T (points)",
-                  xlabel="used on the direction between English and this language")
-    n = sorted({c["n"] for c in matrix["cells"].values()})
-    fig.tight_layout()
-    footnote(fig, _results_note(rows) + "\ncells: paired chrF difference (with E_T - without); "
-             f"{_seeds_note(rows, 'sentences')}; n = {', '.join(map(str, n))} sentences per seed; "
-             "framed: the direction the experience was learned on (its test split)")
-    return fig
+    v = np.array([[100 * x["mean"] if x else np.nan for x in row] for row in cells])
+    fig, ax = figure(1.6 + 1.45 * len(matrix["cols"]), 1.3 + 0.7 * len(cells))
+    lim = max(1e-9, float(np.nanmax(np.abs(v))) if np.isfinite(v).any() else 1.0)
+    im = ax.imshow(np.ma.masked_invalid(v), norm=TwoSlopeNorm(0, -lim, lim), aspect="auto",
+                   cmap=matplotlib.colormaps["RdBu"].with_extremes(bad="#e5e5e5"))
+    for (i, j), x in np.ndenumerate(v):
+        c = cells[i][j]
+        ax.text(j, i, f"{x:+.1f}\n[{100 * c['low']:+.1f}, {100 * c['high']:+.1f}]" if c else "n/a",
+                ha="center", va="center", fontsize=8, color="white" if abs(x) > 0.6 * lim else "black")
+        if c and c["in_domain"]:
+            ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, lw=2, edgecolor="black"))
+    ax.set_xticks(range(len(matrix["cols"])), matrix["cols"])
+    ax.set_yticks(range(len(row_labels)), row_labels)
+    ax.grid(False)
+    ax.set(xlabel="used on the direction between English and this language",
+           title="Transfer across translation directions")
+    fig.colorbar(im, ax=ax, shrink=0.85).set_label("chrF gain with E_T (points)")
+    n = ", ".join(map(str, sorted({c["n"] for c in matrix["cells"].values()})))
+    return with_footnote(fig, _study_note(rows, f"cells: paired chrF difference (with E_T - without), n = {n} "
+                                     "sentences per seed; framed: the direction the experience was learned "
+                                     "on (its test split)", "sentences"))
 
 
 # -- one SEO step as a diagram ---------------------------------------------------------------------------
@@ -561,15 +520,12 @@ def step_diagram(record, ax=None, *, config=None):
     per example (parse failures and duplicates marked) -> v(E) on D_t (one cell
     per example of D_t, for E_t and each new candidate) -> the selection.
     ``config`` (optional) names the models in the footnote."""
-    if isinstance(record, dict):
-        from ..machinery.runs import record_from_dict
+    from ..machinery.runs import record_from_dict
 
-        record = record_from_dict(record)
+    record = record_from_dict(record) if isinstance(record, dict) else record
     cands, dec, n_d = record.candidates, record.decision, len(record.validation_ids)
     rows = len(cands) + 1                                   # row 0: E_t
     fig, ax, own = _own(ax, 13.5, 1.4 + 0.75 * rows)
-    if own:
-        fig.subplots_adjust(left=0.01, right=0.99, top=0.9, bottom=0.03)
     ax.set_axis_off()
     ax.set(xlim=(0, 3.75), ylim=(rows - 0.4, -1.4))
     y_of = {c.id: i + 1 for i, c in enumerate(cands)}
@@ -616,12 +572,11 @@ def step_diagram(record, ax=None, *, config=None):
             (y_of[c.id], c.id, c.val_scores) for c in cands if c.valid and not c.duplicate_of]:
         if not scores:
             ax.text(2.0, y, "not validated (validation off)", fontsize=7.5, va="center", color="#555555")
-            continue
-        for j, sc in enumerate(scores):
+        for j, sc in enumerate(scores or []):
             ax.add_patch(plt.Rectangle((2.0 + j * cell, y - 0.3), cell * 0.9, 0.6, lw=0.5, ec="#999999",
                                        fc=matplotlib.colormaps["Blues"](0.1 + 0.8 * sc)))
         chosen = name == (dec.chosen or "E_t")
-        ax.text(2.78, y, f"v = {sum(scores) / len(scores):.2f}", fontsize=8, va="center",
+        ax.text(2.78, y, f"v = {sum(scores) / len(scores):.2f}" if scores else "", fontsize=8, va="center",
                 weight="bold" if chosen else "normal")
         if chosen:
             arrow(2.97, y, 3.08, mid, COLOURS["accepted"])
@@ -631,9 +586,9 @@ def step_diagram(record, ax=None, *, config=None):
         COLOURS["accepted"] if dec.accepted else COLOURS["no experience"])
     ax.set_title(f"One SEO step (step {record.step}): trials → candidates → D_t → selection",
                  fontsize=11, loc="left")
-    if own and config is not None:
-        footnote(fig, models_note_many([(config, None)]) + "\ncells: per-example score on D_t (light 0, "
-                 "dark blue 1); duplicates share their twin's score; ties keep E_t")
+    if own:
+        footnote(fig, (models_note_many([(config, None)]) + "\n" if config else "") + "cells: per-example "
+                 "score on D_t (light 0, dark blue 1); duplicates share their twin's score; ties keep E_t")
     return fig if own else ax
 
 

@@ -1,9 +1,9 @@
 """Reading: run directories, grids and result files turned into plain numbers.
 
 This module opens files and draws nothing; :mod:`seo_lite.lab.plots` draws
-and opens nothing.  Each reader returns what one figure needs (lists,
-dicts, estimates with their intervals), so a figure is a function of files
-and can be tested with numbers written by hand.  Every grid cell is named by
+what it returns.  Each reader returns what one figure needs (lists, dicts,
+estimates with their intervals), so a figure is a function of files and its
+drawing can be tested with numbers written by hand.  Every grid cell is named by
 the *condition* it runs ("SEO", "fixed D", "|D_t|=4", ...), the key of the
 one palette, :data:`seo_lite.lab.plots.COLOURS`.
 """
@@ -23,11 +23,8 @@ MIN_SEEDS_FOR_T = 3
 # -- runs and grids -----------------------------------------------------------------------------
 def finished(run_dir: str | os.PathLike):
     """(run, final) of a finished run directory, else None."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "final.json").is_file():
-        return None
     try:
-        run, final = load_run(run_dir)
+        run, final = load_run(run_dir) if (Path(run_dir) / "final.json").is_file() else (None, None)
     except (RunError, ValueError):
         return None
     return (run, final) if final else None
@@ -75,10 +72,9 @@ def score(final: dict, split: str = "test", key: str = "diff") -> float:
 def per_example(run, split: str = "test", key: str = "diff") -> list[float]:
     """Per-example scores from ``eval/<split>.jsonl``: with E_T, without, or the difference."""
     path = Path(run.run_dir) / "eval" / f"{split}.jsonl"
-    rows = [json.loads(l) for l in path.read_text(encoding="utf-8").splitlines() if l.strip()] \
-        if path.is_file() else []
-    pick = {"diff": lambda w, wo: w - wo, "with": lambda w, wo: w, "without": lambda w, wo: wo}[key]
-    return [pick(r["with"]["score"], r["without"]["score"]) for r in rows]
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    pairs = [(r["with"]["score"], r["without"]["score"]) for r in map(json.loads, filter(str.strip, lines))]
+    return [w - wo if key == "diff" else (w if key == "with" else wo) for w, wo in pairs]
 
 
 def chance_level(final: dict | None) -> float | None:
@@ -180,9 +176,9 @@ def calibration_contrasts(grid_dir) -> dict | None:
     and what each adds to the other.  Seeds with a baseline and a calibration
     cell are paired (same seed, same test examples).
 
-    Returns ``{"seeds", "scores": {condition: [per seed]}, "contrasts": {name:
-    [per seed]}, "colours": {name: condition}, "chance", "runs"}`` or None
-    when the grid has no calibration cell."""
+    Returns ``{"seeds", "scores": {condition: [per seed]}, "contrasts": {"A vs B"
+    or "A added to B": [per seed]}, "chance", "runs"}`` or None when the grid
+    has no calibration cell."""
     rows = [r for r in grid_runs(grid_dir) if r[0].factor in ("baseline", "calibration")]
     base = {c.seed: f for c, _, f in rows if c.factor == "baseline"}
     cal: dict[str, dict[int, dict]] = {}
@@ -196,7 +192,6 @@ def calibration_contrasts(grid_dir) -> dict | None:
               "SEO alone": [score(base[s], key="with") for s in seeds]}
     diff = lambda a, b: [x - y for x, y in zip(scores[a], scores[b])]
     contrasts = {"SEO vs no experience": diff("SEO alone", "no experience")}
-    colours = {"no experience": "no experience", "SEO alone": "SEO", "SEO vs no experience": "SEO"}
     for level, by_seed in cal.items():
         alone, both = f"{level} calibration alone", f"SEO + {level} calibration"
         scores[alone] = [score(by_seed[s], key="without") for s in seeds]
@@ -204,11 +199,7 @@ def calibration_contrasts(grid_dir) -> dict | None:
         contrasts[f"{level} calibration vs no experience"] = diff(alone, "no experience")
         contrasts[f"SEO added to {level} calibration"] = diff(both, alone)
         contrasts[f"{level} calibration added to SEO"] = diff(both, "SEO alone")
-        colours.update({alone: f"{level} calibration", both: both,
-                        f"{level} calibration vs no experience": f"{level} calibration",
-                        f"SEO added to {level} calibration": "SEO",
-                        f"{level} calibration added to SEO": f"{level} calibration"})
-    return {"seeds": seeds, "scores": scores, "contrasts": contrasts, "colours": colours,
+    return {"seeds": seeds, "scores": scores, "contrasts": contrasts,
             "chance": chance_level(rows[0][2]), "runs": [(r, f) for _, r, f in rows]}
 
 
@@ -219,7 +210,7 @@ def curves(entries: list[tuple], average: bool = False) -> dict | None:
     dev, val = [], []
     for label_, run, final, *cond in entries:
         c = final.get("curve") or []
-        common = {"label": label_, "condition": cond[0] if cond else label_}
+        common = {"label": label_, **({"condition": cond[0]} if cond else {})}
         if c:
             dev.append({**common, "x": [p["step"] for p in c], "y": [p["dev"] for p in c]})
         pts = [(s.step + 1, s.decision.current_score) for s in run.steps
@@ -244,12 +235,6 @@ def _mean_series(series: list[dict]) -> list[dict]:
             acc["ys"].append(s["y"])
     return [{**a, "label": a["label"] + (f" (mean of {len(a['ys'])})" if len(a["ys"]) > 1 else ""),
              "y": [sum(v) / len(v) for v in zip(*a.pop("ys"))]} for a in out.values()]
-
-
-def evolution(run) -> dict:
-    """The rules of E_0..E_T and which steps were accepted."""
-    return {"experiences": [list(e.rules) for e in run.experiences],
-            "accepted": [s.decision.accepted for s in run.steps]}
 
 
 def noise(path: str | os.PathLike) -> dict:
