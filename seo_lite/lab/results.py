@@ -117,10 +117,13 @@ def condition(cell: GridCell) -> str:
     return "weaker optimizer" if cell.factor == "optimizer" else f"{cell.factor}: {cell.level}"
 
 
+OPTIMIZERS = {"embedded-4bit": "4-bit", "embedded-hot": "T=1.6"}
+
+
 def label(cell: GridCell) -> str:
     """The condition with what tells its cells apart (``weaker optimizer (T=1.6)``)."""
     if cell.factor == "optimizer":
-        return f"weaker optimizer ({ {'embedded-4bit': '4-bit', 'embedded-hot': 'T=1.6'}.get(cell.level, cell.level)})"
+        return f"weaker optimizer ({OPTIMIZERS.get(cell.level, cell.level)})"
     return "SEO (baseline)" if cell.factor == "baseline" else condition(cell)
 
 
