@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from seo_lite.lab import ablation, figures, grid_runner, noise_study, plots
+from seo_lite.lab import ablation, figures, grid_runner, noise_study, plots, results
 from seo_lite.machinery.params import setup_from_parameters
 from seo_lite.machinery.files import save_json
 from seo_lite.machinery.runs import safe_run_path
@@ -99,7 +99,7 @@ def _is_png(path: Path) -> bool:
 # -- figure builders ------------------------------------------------------------------------------
 def test_scripted_runs_accept_the_good_rule_and_log_failed_candidates(grid):
     _, grid_dir, _ = grid
-    run, final = figures.grid_runs(grid_dir)[0][1:]
+    run, final = results.grid_runs(grid_dir)[0][1:]
     cands = run.steps[0].candidates
     assert any(c.failure for c in cands) and any(c.cut for c in cands)
     assert GOOD_RULE in run.experience.rules, "the scripted scores make the Who rule win"
@@ -108,8 +108,8 @@ def test_scripted_runs_accept_the_good_rule_and_log_failed_candidates(grid):
 
 def test_each_grid_builder_writes_a_png_from_run_directories(grid, tmp_path):
     _, grid_dir, _ = grid
-    paths = [figures.ablation_figure(grid_dir, tmp_path), figures.val_size_figure(grid_dir, tmp_path)]
-    rows = [(f"seed {c.seed}", r, f) for c, r, f in figures.grid_runs(grid_dir) if c.factor == "baseline"]
+    paths = [figures.grid_figure("ablations", grid_dir, tmp_path), figures.grid_figure("val-size", grid_dir, tmp_path)]
+    rows = [(f"seed {c.seed}", r, f) for c, r, f in results.grid_runs(grid_dir) if c.factor == "baseline"]
     paths.append(figures.learning_curves_figure(rows, tmp_path / "curves.png"))
     paths.append(figures.evolution_figure(rows[0][1], rows[0][2], tmp_path / "evolution.png"))
     for p in paths:
@@ -173,7 +173,7 @@ def test_run_figures_show_whole_steps_and_the_chance_level_of_labelled_tasks(tmp
     out = tmp_path / "run"
     scripted_run(out)                                    # TREC: six labels, steps 0..2
     run, final = load_run(out)
-    assert plots.chance_level(final) == pytest.approx(1 / len(TREC_LABELS))
+    assert results.chance_level(final) == pytest.approx(1 / len(TREC_LABELS))
     fig = plots.learning_curve(out)
     ticks = _visible_xticks(fig.axes[0])
     assert len(ticks) >= 2 and all(t == int(t) for t in ticks), ticks
@@ -181,7 +181,7 @@ def test_run_figures_show_whole_steps_and_the_chance_level_of_labelled_tasks(tmp
     plt.close(fig)
 
     unlabelled = {**final, "task": {**final["task"], "labels": None}}     # e.g. translation, QA
-    assert plots.chance_level(unlabelled) is None
+    assert results.chance_level(unlabelled) is None
     fig = plots.learning_curve(run, final=unlabelled)
     assert _dashed_levels(fig.axes[0]) == []
     plt.close(fig)
@@ -197,7 +197,7 @@ def test_run_figures_show_whole_steps_and_the_chance_level_of_labelled_tasks(tmp
 
     series = [{"label": f"seed {i}", "x": [c["step"] for c in final["curve"]],
                "y": [c["dev"] for c in final["curve"]]} for i in range(2)]
-    ax = plots.learning_curves(series, ax=plots.figure()[1], chance=plots.chance_level(final))
+    ax = plots.learning_curves(series, ax=plots.figure()[1], chance=results.chance_level(final))
     ticks = _visible_xticks(ax)
     assert all(t == int(t) for t in ticks) and _dashed_levels(ax) == [pytest.approx(1 / 6)]
     plt.close(ax.figure)
@@ -394,9 +394,9 @@ def test_calibration_cells_give_the_four_conditions_and_their_contrasts(tmp_path
                                                            ("calibration", "batch")]
     assert all(c.params.get("CALIBRATION") == "batch" for c in cells if c.factor == "calibration")
     grid_runner.run_grid(cells, tmp_path / "cal", execute=in_process([]), log=None)
-    got = figures.calibration_contrasts(tmp_path / "cal")
+    got = results.calibration_contrasts(tmp_path / "cal")
     assert got["seeds"] == [0, 1, 2]
-    runs = figures.grid_runs(tmp_path / "cal")
+    runs = results.grid_runs(tmp_path / "cal")
     finals = {(c.factor, c.seed): f for c, _, f in runs}
     assert {r.config.calibration for c, r, _ in runs if c.factor == "calibration"} == {"batch"}
     test = lambda f, k: f["comparisons"]["test"][k]["score"]["mean"]
@@ -412,14 +412,14 @@ def test_calibration_cells_give_the_four_conditions_and_their_contrasts(tmp_path
                                    "SEO + batch calibration"]
     assert list(got["contrasts"]) == ["SEO vs no experience", "batch calibration vs no experience",
                                       "SEO added to batch calibration", "batch calibration added to SEO"]
-    path = figures.calibration_figure(tmp_path / "cal", tmp_path / "figs")
+    path = figures.grid_figure("calibration", tmp_path / "cal", tmp_path / "figs")
     assert path.name == "cal-calibration.png" and _is_png(path)
 
 
 def test_calibration_figure_needs_calibration_cells(grid, tmp_path):
     _, grid_dir, _ = grid
-    assert figures.calibration_contrasts(grid_dir) is None
-    assert figures.calibration_figure(grid_dir, tmp_path) is None
+    assert results.calibration_contrasts(grid_dir) is None
+    assert figures.grid_figure("calibration", grid_dir, tmp_path) is None
 
 
 def test_generalization_results_of_several_seeds_merge_into_one_estimate(tmp_path):
@@ -458,3 +458,205 @@ def test_the_study_keeps_qa_targets_when_it_restricts_translation_languages():
     assert len(study_targets("transfer_flores_de-en")) == 5
     # every pair of the CPU study has something to evaluate on
     assert all(study_targets(p, CPU_STUDY["langs"]) for p in CPU_STUDY["pairs"])
+
+
+# -- figures a reader can read: one palette, chance lines, clipped intervals, the step diagram --------
+def _bar_colours(ax) -> dict[str, tuple]:
+    """x tick label (one line) -> the facecolor of the bar at that x."""
+    from matplotlib.colors import to_rgba
+
+    labels = [t.get_text().replace("\n", " ") for t in ax.get_xticklabels()]
+    bars = sorted((p for p in ax.patches if p.get_width() > 0.4), key=lambda p: p.get_x())
+    return {lab: to_rgba(p.get_facecolor(), 1) for lab, p in zip(labels, bars)}
+
+
+def _line_colours(ax) -> dict[str, tuple]:
+    from matplotlib.colors import to_rgba
+
+    return {l.get_label(): to_rgba(l.get_color(), 1) for l in ax.get_lines()}
+
+
+def _errorbar_ys(ax) -> list[float]:
+    from matplotlib.container import ErrorbarContainer
+
+    return [float(y) for c in ax.containers if isinstance(c, ErrorbarContainer)
+            for coll in c.lines[2] for seg in coll.get_segments() for _, y in seg]
+
+
+def test_one_colour_per_condition_in_every_figure(grid, tmp_path):
+    """"SEO" and "fixed D" look the same in the ablation bars, the learning
+    curves and the calibration figure; chapter 00's "with E" is SEO too."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgba
+
+    _, grid_dir, _ = grid
+    abl = plots.ablations(results.ablation(grid_dir))
+    bars = _bar_colours(abl.axes[0])
+    assert bars["SEO (baseline)"] == to_rgba(plots.COLOURS["SEO"])
+    assert bars["fixed D"] == to_rgba(plots.COLOURS["fixed D"]) != bars["SEO (baseline)"]
+    assert _bar_colours(abl.axes[1]) == bars                    # the gain panel: the same colours
+    rows = results.grid_runs(grid_dir)
+    curves = plots.curves(results.curves([(results.label(c), r, f, results.condition(c))
+                                          for c, r, f in rows], average=True))
+    lines = _line_colours(curves.axes[0])
+    assert lines["SEO (baseline) (mean of 2)"] == bars["SEO (baseline)"]
+    assert lines["fixed D (mean of 2)"] == bars["fixed D"]
+    assert len({lines[k] for k in lines if "mean of" in k}) == len([k for k in lines if "mean of" in k])
+    cells = ablation.ablation_grid(TINY, seeds=(0, 1, 2), validation=(), comparison_off=False,
+                                   weak_optimizer=None, calibrations=("batch",))
+    grid_runner.run_grid(cells, tmp_path / "cal", execute=in_process([]), log=None)
+    cal = plots.calibration(results.calibration_contrasts(tmp_path / "cal"))
+    cal_bars = _bar_colours(cal.axes[0])
+    assert cal_bars["SEO alone"] == bars["SEO (baseline)"]
+    assert cal_bars["no experience"] == to_rgba(plots.COLOURS["no experience"])
+    assert cal_bars["batch calibration alone"] != cal_bars["SEO + batch calibration"]
+    # a difference has the colour of what it adds
+    assert _bar_colours(cal.axes[1])["SEO added to batch calibration"] == bars["SEO (baseline)"]
+    dist = plots.label_distribution({"without E": {"a": 1}, "with E": {"b": 1}}, ["a", "b"])
+    assert [to_rgba(p.get_facecolor()) for p in dist.axes[0].patches] == [
+        cal_bars["no experience"]] * 2 + [bars["SEO (baseline)"]] * 2
+    assert plots.colour("a run of mine") == plots.colour("a run of mine") in plots.OTHERS
+    for fig in (abl, curves, cal, dist):
+        plt.close(fig)
+
+
+def test_every_classification_axis_has_a_chance_line_and_scores_stay_in_0_1(grid, tmp_path):
+    import matplotlib.pyplot as plt
+
+    _, grid_dir, _ = grid
+    abl = plots.ablations(results.ablation(grid_dir))
+    assert _dashed_levels(abl.axes[0]) == [pytest.approx(1 / 6)]       # TREC: 6 labels
+    assert _dashed_levels(abl.axes[1]) == []                            # a difference has no chance level
+    rows = results.grid_runs(grid_dir)
+    curves = plots.curves(results.curves([(f"seed {c.seed}", r, f) for c, r, f in rows[:2]]))
+    assert all(_dashed_levels(ax) == [pytest.approx(1 / 6)] for ax in curves.axes)
+    # an interval that reaches below 0 (few seeds, scores near 0) is drawn clipped to [0, 1]
+    fig, ax = plots.figure()
+    plots.ablation_bars([{"label": "SEO", "condition": "SEO", "values": [0.0, 0.1],
+                          "estimate": {"mean": 0.05, "low": -0.6, "high": 0.7, "n": 2}}], ax=ax)
+    ys = _errorbar_ys(ax)
+    assert min(ys) == 0.0 and max(ys) == pytest.approx(0.7)
+    plots.paired_bars([{"label": "x", "with": {"mean": 0.95, "low": 0.8, "high": 1.3},
+                        "without": {"mean": 0.02, "low": -0.2, "high": 0.1}}], ax=ax)
+    assert 0.0 <= min(_errorbar_ys(ax)) and max(_errorbar_ys(ax)) <= 1.0
+    study = {"task": "trec", "models": "generator scripted", "sizes": [2, 4], "draws": 6, "pool": 30,
+             "experiences": ["no rules", "who"], "pool_means": {"no rules": 0.05, "who": 0.1},
+             "scores": {"2": {"no rules": [0, 0, 0, 0, 0, 0.5], "who": [0, 0, 0.5, 0, 0, 0.5]},
+                        "4": {"no rules": [0, 0.25, 0, 0, 0, 0], "who": [0.25, 0, 0.25, 0, 0, 0]}}}
+    path = save_json(study, tmp_path / "validation_noise_trec.json")
+    noise = plots.validation_noise(results.noise(path))
+    assert min(_errorbar_ys(noise.axes[0])) == 0.0                       # mean - sd < 0, clipped
+    assert _dashed_levels(noise.axes[0])[-1] == pytest.approx(1 / 6)
+    for f in (abl, curves, fig, noise):
+        plt.close(f)
+
+
+def test_saved_canvases_hold_their_content_not_a_long_footnote(tmp_path):
+    """A footnote is wrapped to the figure's width, so a one-panel figure is not
+    saved on a canvas twice its width (ood.png and transfer-matrix.png were)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plots.figure(5.0, 3.8)
+    plots.paired_bars([{"label": "a", "with": {"mean": 0.2, "low": 0.1, "high": 0.3},
+                        "without": {"mean": 0.3, "low": 0.2, "high": 0.4}}], ax=ax)
+    plots.footnote(fig, "generator embedded | " + "a very long note about seeds and intervals " * 8)
+    path = plots.save(fig, tmp_path / "one.png")
+    height, width = plt.imread(path).shape[:2]
+    assert width <= 5.0 * 150 * 1.1, width
+
+
+def test_experience_evolution_labels_differ_where_the_rules_differ():
+    import matplotlib.pyplot as plt
+
+    start = "Sentence: The enormous comic potential of an actor needing their entire body to "
+    rules = [start + "sell a joke is wasted here.", start + "sell a joke is the point.",
+             start + "sell a joke is wasted here. ", "A short rule."]
+    fig = plots.experience_evolution([[], rules[:2], rules[1:]], [True, True])
+    labels = [t.get_text() for t in fig.axes[1].get_yticklabels()]
+    assert len(labels) == len(set(labels)) == 4, labels
+    assert all(len(l) <= 80 for l in labels) and labels[3] == "A short rule."
+    assert "wasted" in labels[0] and "point" in labels[1]            # the part that differs is shown
+    plt.close(fig)
+
+
+def _texts(ax) -> str:
+    return "\n".join(t.get_text() for t in ax.texts)
+
+
+def test_step_diagram_draws_trials_candidates_validation_and_selection(grid, tmp_path):
+    """Drawn from a real (scripted-model) step record: every candidate with its
+    state, one cell per example of D_t for E_t and each new candidate, the decision."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    _, grid_dir, _ = grid
+    run = results.grid_runs(grid_dir)[0][1]
+    rec = run.steps[0]
+    fig = plots.step_diagram(rec, config=run.config)
+    ax, text = fig.axes[0], _texts(fig.axes[0])
+    fresh = [c for c in rec.candidates if c.valid and not c.duplicate_of]
+    assert any(not c.valid for c in rec.candidates) and any(c.duplicate_of for c in rec.candidates)
+    for c in rec.candidates:
+        assert f"{c.id} (from {c.example_id}" in text
+    assert "parse failure" in text and "same rules as" in text
+    for tr in rec.trials:
+        assert tr["example_id"] in text and f"δ = {tr['effect']:+.2f}" in text
+    cells = [p for p in ax.patches if isinstance(p, Rectangle)]
+    assert len(cells) == len(rec.validation_ids) * (1 + len(fresh))
+    assert f"v = {rec.decision.current_score:.2f}" in text
+    assert (f"accepted {rec.decision.chosen}" if rec.decision.accepted else "E_t kept") in text
+    assert "trec | generator embedded" in "\n".join(t.get_text() for t in fig.texts)   # the config names the models
+    # the same drawing from the dict steps.jsonl holds, and through the run directory
+    line = (Path(run.run_dir) / "steps.jsonl").read_text().splitlines()[0]
+    assert _texts(plots.step_diagram(json.loads(line), ax=plots.figure()[1])) == text
+    assert _is_png(figures.step_figure(run.run_dir, 0, tmp_path / "step.png"))
+    with pytest.raises(ValueError, match="no step 9"):
+        figures.step_figure(run.run_dir, 9)
+    plt.close("all")
+
+
+@pytest.mark.slow
+def test_step_diagram_of_a_real_embedded_step(embedded, tmp_path):
+    """One step of the real embedded model (tiny budget), logged and drawn."""
+    import matplotlib.pyplot as plt
+    from seo_lite import SEOConfig, train
+
+    config = SEOConfig.preset("smoke", task="sst2", answer_mode="rank", steps=1, batch_size=1,
+                              num_candidates=2, val_size=2, train_size=6, dev_size=2, test_size=2,
+                              opt_max_new_tokens=16)
+    train(config, run_dir=tmp_path / "run", generator=embedded, optimizer=embedded, progress=False)
+    path = figures.step_figure(tmp_path / "run", 0)
+    assert path == tmp_path / "run" / "figures" / "step-0.png" and _is_png(path)
+    rec, _ = results.step_record(tmp_path / "run", 0)
+    text = _texts(plots.step_diagram(rec).axes[0])
+    assert all(c.id in text for c in rec.candidates) and f"v = {rec.decision.current_score:.2f}" in text
+    plt.close("all")
+
+
+def test_the_baseline_comparison_uses_the_same_palette_and_a_chance_line(monkeypatch, tmp_path):
+    """comparison-<task>.png (seo_lite.lab.baselines): SEO is SEO's blue, no
+    experience its grey, the reference and the rule bank their own colours."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgba
+    from seo_lite.lab.baselines import comparison_figure
+
+    est = lambda m: {"mean": m, "low": m - 0.6, "high": m + 0.6, "per_seed": [m, m]}
+    summary = {"arms": {a: est(m) for a, m in (("none", 0.5), ("reference", 0.7), ("llm", 0.75),
+                                               ("rulebank", 0.7))},
+               "differences": {k: est(0.2) for k in ("reference - none", "llm - none", "rulebank - none",
+                                                     "llm - rulebank")},
+               "usage": {"llm": {"generator_requests": 10}, "rulebank": {"generator_requests": 9}},
+               "seeds": [0, 1], "n_test_per_seed": [100], "config": {"task": "sst2"}}
+    drawn = []
+    monkeypatch.setattr(plots, "save", lambda fig, path: drawn.append(fig) or Path(path))
+    comparison_figure("sst2", summary, tmp_path)
+    left, right = drawn[0].axes[:2]
+    bars = _bar_colours(left)
+    assert bars["no experience"] == to_rgba(plots.COLOURS["no experience"])
+    assert bars["SEO, LLM optimizer"] == to_rgba(plots.COLOURS["SEO"])
+    assert bars["SEO, rule bank"] == to_rgba(plots.COLOURS["rule bank"])
+    assert bars["reference (hand-written)"] == to_rgba(plots.COLOURS["reference"])
+    assert _bar_colours(right)["SEO-LLM - none"] == bars["SEO, LLM optimizer"]
+    assert _dashed_levels(left) == [pytest.approx(0.5)] and _dashed_levels(right) == []   # SST-2: 2 labels
+    assert 0.0 <= min(_errorbar_ys(left)) and max(_errorbar_ys(left)) <= 1.0
+    plt.close(drawn[0])

@@ -21,7 +21,7 @@ Not in the paper: label ranking with calibration (``CALIBRATION =
 "contextual" | "batch"``, :mod:`seo_lite.tasks.calibration`).  These cells
 answer "what does SEO learn that calibration does not, and the reverse?":
 their test score without E is calibration alone, with E_T both
-(:func:`seo_lite.lab.figures.calibration_figure`).
+(``seo_lite.lab.figures.grid_figure("calibration", ...)``).
 
 Each setting runs with several seeds, so figures can show the spread across
 seeds (:func:`seo_lite.method.stats.across_seeds`).  Secrets never enter a

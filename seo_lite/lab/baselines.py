@@ -311,18 +311,17 @@ def verdict(summary: dict) -> list[str]:
 # -- the figure -----------------------------------------------------------------------------------------------
 def comparison_figure(task_name: str, summary: dict, out: str | os.PathLike,
                       models_note: str = "") -> Path:
-    from . import plots
+    from . import plots, results
 
     fig, (ax1, ax2) = plots.figure(11.0, 4.0, ncols=2)
-    groups = [{"label": ARM_LABELS[a], "estimate": summary["arms"][a],
-               "values": summary["arms"][a]["per_seed"],
-               "kind": "baseline" if a in ("none", "reference") else "setting"}
-              for a in ("none", *ARMS)]
+    groups = [{"label": ARM_LABELS[a], "estimate": summary["arms"][a], "condition": a,
+               "values": summary["arms"][a]["per_seed"]} for a in ("none", *ARMS)]
     plots.ablation_bars(groups, ax=ax1, ylabel="test score", limits=(0.0, 1.0),
-                        title=f"{task_name}: test score")
+                        title=f"{task_name}: test score",
+                        chance=results.task_chance(summary.get("config", {}).get("task", task_name)))
     labels = {"reference - none": "reference - none", "llm - none": "SEO-LLM - none",
               "rulebank - none": "SEO-rule bank - none", "llm - rulebank": "SEO-LLM - rule bank"}
-    diffs = [{"label": lab, "estimate": summary["differences"][k],
+    diffs = [{"label": lab, "estimate": summary["differences"][k], "condition": k.split(" - ")[0],
               "values": summary["differences"][k]["per_seed"]} for k, lab in labels.items()]
     plots.ablation_bars(diffs, ax=ax2, ylabel="paired difference", limits=(-1.0, 1.0),
                         title="Paired differences")
