@@ -190,7 +190,7 @@ def run_cell(cell: GridCell, grid: Path, notebook: Path, kernel_name: str = "pyt
         _log_execution(grid, cell, t0, "interrupted", resumed)
         raise
     except Exception as e:                        # a failing cell must not stop the grid
-        error = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"
+        error = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[-1].strip()}"
     seconds = time.time() - t0
     status = "ran" if error is None and is_finished(run_dir) else "failed"
     if status == "failed" and error is None:
