@@ -178,11 +178,12 @@ def print_costs(rows: Sequence[tuple[str, object]], *, price_per_mtok=None, toke
 
     keys = ("calls", "prompt_tokens", "new_tokens", "cost_usd", "hours")
     total = dict.fromkeys(keys, 0)
-    print_fn(f"{'cell':<44}{'calls':>9}{'prompt tok':>14}{'new tok':>12}"
+    w = max([len(name) for name, _ in rows] + [20]) + 2
+    print_fn(f"{'cell':<{w}}{'calls':>9}{'prompt tok':>14}{'new tok':>12}"
              + (f"{'USD':>10}" if price_per_mtok else "") + (f"{'hours':>9}" if tokens_per_second else ""))
 
     def line(name, v):
-        return (f"{name:<44}{v['calls']:>9,}{v['prompt_tokens']:>14,}{v['new_tokens']:>12,}"
+        return (f"{name:<{w}}{v['calls']:>9,}{v['prompt_tokens']:>14,}{v['new_tokens']:>12,}"
                 + (f"{v['cost_usd']:>10,.2f}" if price_per_mtok else "")
                 + (f"{v['hours']:>9,.1f}" if tokens_per_second else ""))
 
