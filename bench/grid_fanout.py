@@ -51,7 +51,8 @@ def fresh_cache(work: Path, name: str) -> str:
 
 def start(args, work: Path, name: str, engine: str, threads: int) -> subprocess.Popen:
     env = {**os.environ, "SEO_LITE_CACHE": fresh_cache(work, name) if not (work / f"cache-{name}").exists()
-           else str(work / f"cache-{name}"), "OMP_NUM_THREADS": str(threads)}
+           else str(work / f"cache-{name}"), "OMP_NUM_THREADS": str(threads),
+           "PYTHONPATH": str(REPO)}                   # workers and kernels use this checkout
     log = open(work / f"{name}.log", "a")
     return subprocess.Popen(grid_command(args, work / name, engine), cwd=REPO, env=env,
                             stdout=log, stderr=subprocess.STDOUT)

@@ -276,7 +276,8 @@ def study_plan(runs_dir: str | os.PathLike, *, pairs: Sequence[str], preset: str
         for seed in seeds:
             cfg = source_config(spec["train"], preset=preset, max_new_tokens=max_new_tokens,
                                 overrides={**overrides, **(family_overrides or {}).get(family, {}),
-                                           **(values or {})}, seed=seed, data_source=data_source)
+                                           **(values or {})}, seed=seed,
+                                data_source=(values or {}).get("data_source", data_source))
             out.append({"pair": pair, "config": cfg, "targets": study_targets(pair, langs),
                         "run_dir": safe_run_path(runs_dir, f"{run_name(spec['train'])}-s{seed}"),
                         "size": eval_size[family] if isinstance(eval_size, dict) else eval_size})
