@@ -156,8 +156,8 @@ def load_grid_file(path: str | os.PathLike) -> dict:
     """A grid from a JSON or TOML file with the keys of :data:`GRIDS` entries
     (``base``, ``seeds``, the factors) and ``tasks`` (one grid per task)."""
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
     try:
+        text = path.read_text(encoding="utf-8")
         spec = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
     except ValueError as e:
         raise ValueError(f"{path} is not a valid {path.suffix[1:] or 'JSON'} grid file: {e}") from None
@@ -192,15 +192,6 @@ def named_grid(name: str, *, seeds: Sequence[int] | None = None) -> list[GridCel
     return grid_cells(grid_spec(name), seeds=seeds)
 
 
-def grid_base_from_args(args) -> dict:
-    """The run_seo parameters the command line sets: every SEOConfig flag given,
-    ``--set FIELD=VALUE`` and ``--preset``."""
-    from ..machinery.params import KNOBS
-
-    out = {KNOBS[f].param: v for f, v in knob_values(args).items()}
-    return {**out, **({"PRESET": args.preset} if args.preset else {})}
-
-
 def knob_values(args) -> dict:
     """The SEOConfig fields given as flags or ``--set`` (field names, only those given)."""
     from ..method.config import ConfigError
@@ -231,9 +222,8 @@ def add_grid_flags(ap, *, fan_out: bool = True) -> None:
     from .fanout import ENGINES
 
     g = ap.add_argument_group("fan-out (seo_lite.lab.fanout)")
-    g.add_argument("--engine", choices=ENGINES, default="serial",
-                   help="serial (one process), local (submitit's local executor, N workers), "
-                   "pool (a process pool), slurm (a submitit job array); default %(default)s")
+    g.add_argument("--engine", choices=ENGINES, default="serial", help="default %(default)s; "
+                   "see python -m pydoc seo_lite.lab.fanout")
     g.add_argument("--workers", type=int, default=2, help="local/pool: processes at once")
     g.add_argument("--print-commands", action="store_true",
                    help="print one shell command per pending cell (for any scheduler) and stop")
@@ -266,13 +256,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_grid_flags(ap)
     args = ap.parse_args(argv)
     try:
-        from ..machinery.params import pairs
+        from ..machinery.params import KNOBS, pairs
 
         spec = grid_spec(args.grid)
         if args.weak_optimizer:
             spec["weak_optimizer"] = None if args.weak_optimizer == "none" else args.weak_optimizer
             spec["weak_optimizer_options"] = pairs(args.weak_optimizer_option, "--weak-optimizer-option")
-        base = grid_base_from_args(args)
+        base = {KNOBS[f].param: v for f, v in knob_values(args).items()}
+        base.update({"PRESET": args.preset} if args.preset else {})
         tasks = [base.pop("TASK")] if "TASK" in base else list(spec.get("tasks") or [None])
         name = Path(args.grid).stem if args.grid not in GRIDS else args.grid
         grids = [(safe_run_path(args.runs, name) if len(tasks) == 1 else
@@ -289,32 +280,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                            tokens_per_second=args.tokens_per_second)
         return 0
     t0, failed = time.time(), 0
+    engine = "commands" if args.print_commands else "sbatch" if args.print_sbatch else args.engine
     for grid_dir, cells in grids:
         try:
-            if args.print_commands or args.print_sbatch:
-                grid, notebook = grid_runner.prepare_grid(cells, grid_dir, args.notebook)
-                pending = [c for c in cells if not grid_runner.is_finished(grid / c.name)]
-                if args.print_sbatch:
-                    print(fanout.sbatch_script(fanout.slurm_parameters(args),
-                                               args.logs or grid / "submitit-logs", len(pending)))
-                else:
-                    fanout.print_commands(pending, grid, notebook)
-                continue
-            done = fanout.fan_out(cells, grid_dir, engine=args.engine, workers=args.workers,
+            done = fanout.fan_out(cells, grid_dir, engine=engine, workers=args.workers,
                                   notebook=args.notebook, kernel_name=args.kernel, logs=args.logs,
-                                  slurm=fanout.slurm_parameters(args))
+                                  slurm=fanout.slurm_parameters(args),
+                                  log=print if engine in fanout.ENGINES[:4] else lambda s: None)
         except (FileNotFoundError, RuntimeError) as e:   # run_seo.ipynb is not in the package
             print(f"{ap.prog}: error: {e}", file=sys.stderr)
             return 2
-        if args.engine != "slurm":
-            bad = [d for d in done if d[1] == "failed"]
-            failed += len(bad)
-            for name_, _, error in bad:
-                print(f"failed  {name_}: {error}")
-            print(f"{grid_dir}: {len(cells)} cells, {len(done) - len(bad)} ran now, {len(bad)} failed; "
-                  f"status: python -m seo_lite.lab.grid_runner status {grid_dir}")
-    if not (args.print_commands or args.print_sbatch):
-        print(f"{(time.time() - t0) / 60:.1f} min")
+        bad = [d for d in done if engine != "slurm" and d[1] == "failed"]
+        failed += len(bad)
+        for name_, _, error in bad:
+            print(f"failed  {name_}: {error}")
+        if engine in fanout.ENGINES[:4]:
+            print(f"{(time.time() - t0) / 60:.1f} min; status: python -m seo_lite.lab.grid_runner "
+                  f"status {grid_dir}")
     return 1 if failed else 0
 
 

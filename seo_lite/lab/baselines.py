@@ -88,16 +88,6 @@ def reference_experience(task, *, path: str | os.PathLike | None = None) -> Expe
     return Experience(tuple(r.format(**names) for r in fam["rules"]))
 
 
-def evaluate_reference(task, generator, examples, *, split: str = "test", seed: int = 0,
-                       n_boot: int = 1000, progress: bool | str = False):
-    """The reference experience against no experience on ``examples``: a
-    :class:`seo_lite.method.evaluation.Comparison`, like a learned experience gets."""
-    from ..method.evaluation import compare
-
-    return compare(task, generator, examples, reference_experience(task), split=split,
-                   n_boot=n_boot, seed=seed, progress=progress)
-
-
 # -- the runs behind the comparison figure ------------------------------------------------------------
 def task_slug(task: str) -> str:
     return task.replace(":", "_")

@@ -1,28 +1,22 @@
-"""A grid's cells beyond one process: workers on one machine, a Slurm job array, any scheduler.
+"""A grid's cells beyond one process: local workers, a Slurm job array, any scheduler.
 
-Every cell is already resumable (:func:`seo_lite.lab.grid_runner.run_cell`
-skips a finished run directory and resumes a half-finished one), so fanning
-out only decides *where* each pending cell runs; no scheduler is written here:
+Every cell is resumable (:func:`seo_lite.lab.grid_runner.run_cell` skips a
+finished run directory and resumes a half-finished one), so fanning out only
+decides where each pending cell runs, through existing engines:
 
 * ``slurm``: submitit's ``SlurmExecutor.map_array``, one array task per
-  pending cell, at most ``--array-parallelism`` at once, with the partition,
-  GPUs, CPUs, time and memory as options and submitit's logs in ``--logs``.
-  The job function is :class:`CellRunner`, a ``submitit.helpers.Checkpointable``:
-  when Slurm preempts the job or its time runs out, submitit requeues the same
-  call, and the cell resumes from its run directory.
+  pending cell (``array_parallelism`` at once; partition, GPUs, CPUs, time,
+  memory as options).  :class:`CellRunner` is ``Checkpointable``: on
+  preemption or timeout submitit requeues the same call, which resumes.
 * ``local``: N submitit ``LocalExecutor`` jobs (``pool``: a
-  ``concurrent.futures.ProcessPoolExecutor`` with N processes, used where
-  submitit is not installed), worker i running every N-th pending cell, each
-  cell in its own papermill kernel.  The CPU threads are split between workers
-  (``OMP_NUM_THREADS`` = cores // N: torch threads thrash when workers share
-  cores) and, where torch sees GPUs, worker i gets ``CUDA_VISIBLE_DEVICES=i``.
-* ``--print-commands``: one shell command per pending cell
-  (``python -m seo_lite.lab.grid_runner cell GRID_DIR NAME``), for GNU
-  parallel, a Kubernetes job or SGE.
+  ``ProcessPoolExecutor``, where submitit is missing); worker i runs every
+  N-th pending cell, each in its own kernel, with cores // N threads
+  (``OMP_NUM_THREADS``: torch threads thrash when workers share cores) and,
+  where torch sees GPUs, ``CUDA_VISIBLE_DEVICES=i``.
+* ``commands``: one shell command per pending cell, for any other scheduler;
+  ``sbatch``: the file the slurm engine would submit (rendered by submitit).
 
-The grid folder, the call cache (``SEO_LITE_CACHE``) and the logs must be on
-storage every worker sees; the cache is safe for many hosts
-(:mod:`seo_lite.llm.cache`).  :func:`print_costs` is the grid's dry run.
+The runs, the call cache and the logs must be on storage every worker sees.
 """
 from __future__ import annotations
 
@@ -34,7 +28,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .grid_runner import CellStatus, GridCell, is_finished, prepare_grid, run_cell
+from .grid_runner import GridCell, is_finished, prepare_grid, run_cell
 
 try:                                         # optional: pip install 'seo_lite[slurm]'
     import submitit
@@ -42,27 +36,24 @@ try:                                         # optional: pip install 'seo_lite[s
 except ImportError:                          # pragma: no cover - exercised where submitit is missing
     submitit, _Requeueable = None, object
 
-ENGINES = ("serial", "local", "pool", "slurm")
+ENGINES = ("serial", "local", "pool", "slurm", "commands", "sbatch")
 NEVER_MIN = 60 * 24 * 30                     # LocalExecutor's default timeout is 2 minutes
 
 
-def gpu_count() -> int:
+def worker_env(slot: int, workers: int, *, cpus: int | None = None, gpus: int = 0) -> dict:
+    """Worker ``slot``'s share of the CPU threads and, when there are GPUs, one GPU."""
+    threads = str(max(1, (cpus or os.cpu_count() or 1) // max(1, workers)))
+    return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+            **({"CUDA_VISIBLE_DEVICES": str(slot % gpus)} if gpus else {})}
+
+
+def _gpus() -> int:
     try:
         import torch
 
         return torch.cuda.device_count()
-    except Exception:
+    except Exception:                        # no torch, no CUDA: CPU workers
         return 0
-
-
-def worker_env(slot: int, workers: int, *, cpus: int | None = None, gpus: int = 0) -> dict:
-    """The environment of worker ``slot`` of ``workers``: its share of the CPU
-    threads and, when there are GPUs, one of them."""
-    threads = str(max(1, (cpus or os.cpu_count() or 1) // max(1, workers)))
-    env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
-    if gpus:
-        env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
-    return env
 
 
 class CellRunner(_Requeueable):
@@ -88,21 +79,6 @@ def slurm_parameters(args) -> dict:
     return {k: v for k, v in given.items() if v is not None}
 
 
-def sbatch_script(params: dict, logs: str | os.PathLike, n_cells: int) -> str:
-    """The sbatch file submitit writes for an array of ``n_cells`` with ``params``
-    (rendered by submitit itself, so it runs without a cluster)."""
-    from submitit.slurm.slurm import _make_sbatch_string
-
-    command = f"{shlex.quote(sys.executable)} -u -m submitit.core._submit {shlex.quote(str(logs))}"
-    return _make_sbatch_string(command=command, folder=logs, map_count=n_cells, **params)
-
-
-def print_commands(cells: Sequence[GridCell], grid: Path, notebook: Path, print_fn=print) -> None:
-    for c in cells:
-        print_fn(f"{shlex.quote(sys.executable)} -m seo_lite.lab.grid_runner cell "
-                 f"{shlex.quote(str(grid))} {c.name} --notebook {shlex.quote(str(notebook))}")
-
-
 def fan_out(cells: Sequence[GridCell], grid_dir: str | os.PathLike, *, engine: str = "local",
             workers: int = 2, notebook: str | os.PathLike | None = None,
             kernel_name: str = "python3", logs: str | os.PathLike | None = None,
@@ -117,7 +93,18 @@ def fan_out(cells: Sequence[GridCell], grid_dir: str | os.PathLike, *, engine: s
     pending = [c for c in cells if not is_finished(grid / c.name)]
     log(f"{len(cells) - len(pending)} of {len(cells)} cells finished earlier; "
         f"{len(pending)} to run ({engine})")
-    if not pending:
+    logs = Path(logs or grid / "submitit-logs")
+    if engine == "commands":
+        q = shlex.quote
+        for c in pending:
+            print(f"{q(sys.executable)} -m seo_lite.lab.grid_runner cell {q(str(grid))} {c.name} "
+                  f"--notebook {q(str(notebook))}")
+    if engine == "sbatch" and pending:           # what map_array would submit, without a cluster
+        from submitit.slurm.slurm import _make_sbatch_string
+
+        cmd = f"{shlex.quote(sys.executable)} -u -m submitit.core._submit {shlex.quote(str(logs))}"
+        print(_make_sbatch_string(command=cmd, folder=logs, map_count=len(pending), **(slurm or {})))
+    if not pending or engine in ("commands", "sbatch"):
         return []
     args = (str(grid), str(notebook), kernel_name)
     if engine == "serial":
@@ -128,7 +115,6 @@ def fan_out(cells: Sequence[GridCell], grid_dir: str | os.PathLike, *, engine: s
             raise RuntimeError("the slurm engine needs submitit: pip install 'seo_lite[slurm]'")
         log("submitit is not installed: using a process pool")
         engine = "pool"
-    logs = Path(logs or grid / "submitit-logs")
     if engine == "slurm":
         ex = submitit.SlurmExecutor(folder=logs)
         ex.update_parameters(**(slurm or {}))
@@ -139,7 +125,7 @@ def fan_out(cells: Sequence[GridCell], grid_dir: str | os.PathLike, *, engine: s
         log(f"submitted job array {jobs[0].job_id.split('_')[0]} ({len(jobs)} cells); logs in {logs}")
         return jobs
     n = max(1, min(workers, len(pending)))
-    gpus = gpu_count()
+    gpus = _gpus()
     shares = [[c.to_dict() for c in pending[i::n]] for i in range(n)]
     envs = [worker_env(i, n, gpus=gpus) for i in range(n)]
     log(f"{n} workers, {envs[0]['OMP_NUM_THREADS']} threads each"
@@ -169,38 +155,26 @@ def _results(futures, shares, log) -> list:
 
 
 # -- the grid's cost before it starts ---------------------------------------------------------------
-def print_costs(rows: Sequence[tuple[str, object]], *, price_per_mtok=None, tokens_per_second=None,
-                print_fn=print) -> dict:
-    """The dry run of many runs: per ``(name, SEOConfig)`` and in total, the model
-    calls, prompt tokens, new tokens (at most) and, given a price or a throughput,
-    USD or hours (:func:`seo_lite.machinery.dryrun.estimate_cost`, no model loaded)."""
+def print_costs(rows: Sequence[tuple[str, object]], *, price_per_mtok=None, tokens_per_second=None) -> dict:
+    """The dry run of many runs: per ``(name, SEOConfig)`` and in total, model calls,
+    prompt tokens, new tokens (at most) and, given a price or a throughput, USD or
+    hours (:func:`seo_lite.machinery.dryrun.estimate_cost`: no model is loaded)."""
     from ..machinery.dryrun import estimate_cost
 
-    keys = ("calls", "prompt_tokens", "new_tokens", "cost_usd", "hours")
-    total = dict.fromkeys(keys, 0)
+    total = dict.fromkeys(("calls", "prompt", "new", "usd", "hours"), 0)
     w = max([len(name) for name, _ in rows] + [20]) + 2
-    print_fn(f"{'cell':<{w}}{'calls':>9}{'prompt tok':>14}{'new tok':>12}"
-             + (f"{'USD':>10}" if price_per_mtok else "") + (f"{'hours':>9}" if tokens_per_second else ""))
-
-    def line(name, v):
-        return (f"{name:<{w}}{v['calls']:>9,}{v['prompt_tokens']:>14,}{v['new_tokens']:>12,}"
-                + (f"{v['cost_usd']:>10,.2f}" if price_per_mtok else "")
-                + (f"{v['hours']:>9,.1f}" if tokens_per_second else ""))
-
+    line = lambda name, v: (f"{name:<{w}}{v['calls']:>9,}{v['prompt']:>14,}{v['new']:>12,}"
+                            + (f"{v['usd']:>10,.2f}" if price_per_mtok else "")
+                            + (f"{v['hours']:>9,.1f}" if tokens_per_second else ""))
+    print(f"{'cell':<{w}}{'calls':>9}{'prompt tok':>14}{'new tok':>12}"
+          + (f"{'USD':>10}" if price_per_mtok else "") + (f"{'hours':>9}" if tokens_per_second else ""))
     for name, config in rows:
         est = estimate_cost(config, price_per_mtok=price_per_mtok, tokens_per_second=tokens_per_second)
-        v = {"calls": est.total("calls"), "prompt_tokens": est.prompt_tokens,
-             "new_tokens": est.total("new_tokens"), "cost_usd": est.cost_usd or 0.0,
-             "hours": (est.seconds or 0.0) / 3600}
-        for k in keys:
-            total[k] += v[k]
-        print_fn(line(name, v))
-    print_fn(line(f"total ({len(rows)} runs)", total))
-    print_fn("estimates: calls and tokens are counted for each run's config without loading a model "
-             "(new tokens are the cap, not what a model writes); USD and hours use the rates given "
-             "by --price-per-mtok / --tokens-per-second, hours as one GPU (or API stream) per run")
+        v = {"calls": est.total("calls"), "prompt": est.prompt_tokens, "new": est.total("new_tokens"),
+             "usd": est.cost_usd or 0.0, "hours": (est.seconds or 0.0) / 3600}
+        total = {k: total[k] + v[k] for k in total}
+        print(line(name, v), flush=True)
+    print(line(f"total ({len(rows)} runs)", total))
+    print("estimates: counted from each run's config, no model loaded (new tokens are the cap); USD and "
+          "hours at the --price-per-mtok / --tokens-per-second given, one GPU or API stream per run")
     return total
-
-
-__all__ = ["ENGINES", "CellRunner", "fan_out", "print_commands", "print_costs", "sbatch_script",
-           "slurm_parameters", "worker_env", "gpu_count"]

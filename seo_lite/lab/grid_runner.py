@@ -209,16 +209,12 @@ def _log_execution(grid: Path, cell: GridCell, t0: float, status: str, resumed: 
         f.write(line + "\n")
 
 
-def _execution_lines(grid_dir: str | os.PathLike) -> list[dict]:
+def executions(grid_dir: str | os.PathLike, *, started: bool = False) -> list[dict]:
+    """Every execution the grid made and ended (one line per papermill run);
+    ``started=True`` also the lines logged when one started."""
     path = Path(grid_dir) / EXECUTIONS_FILE
-    if not path.is_file():
-        return []
-    return [json.loads(l) for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
-
-
-def executions(grid_dir: str | os.PathLike) -> list[dict]:
-    """Every execution the grid made and ended (one line per papermill run)."""
-    return [e for e in _execution_lines(grid_dir) if e["status"] != RUNNING]
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    return [e for e in map(json.loads, filter(str.strip, lines)) if started or e["status"] != RUNNING]
 
 
 def grid_status(grid_dir: str | os.PathLike) -> dict[str, list[tuple[str, str]]]:
@@ -228,9 +224,7 @@ def grid_status(grid_dir: str | os.PathLike) -> dict[str, list[tuple[str, str]]]
     ``pending`` (never started)."""
     from ..llm.cache import pid_alive
 
-    last: dict[str, dict] = {}
-    for e in _execution_lines(grid_dir):
-        last[e["cell"]] = e
+    last = {e["cell"]: e for e in executions(grid_dir, started=True)}
     out: dict[str, list[tuple[str, str]]] = {s: [] for s in ("finished", "running", "failed", "pending")}
     for cell in read_grid(grid_dir):
         e = last.get(cell.name)

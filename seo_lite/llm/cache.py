@@ -64,13 +64,8 @@ def _canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
-def _host_label(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9-]+", "-", name).strip("-") or "host"
-
-
-#: This machine's name as it appears in temporary file names (no dots: the
-#: name is split on them).
-HOST = _host_label(socket.gethostname())
+#: This machine's name as temporary file names carry it (no dots: names are split on them).
+HOST = re.sub(r"[^A-Za-z0-9-]+", "-", socket.gethostname()).strip("-") or "host"
 
 
 def _remove_orphans(path: Path) -> None:
