@@ -207,3 +207,32 @@ def test_three_smoke_cells_through_submitits_local_executor_then_a_process_pool(
     assert {d[1] for d in fanout.fan_out(cells, pool, engine="pool", workers=2, log=lambda s: None)} == {"ran"}
     for c in cells:
         assert _decisions(grid / c.name) == _decisions(pool / c.name)
+
+
+def test_the_studies_take_models_and_budget_as_flags(tmp_path, capsys):
+    from seo_lite.lab import baselines, generalization
+
+    assert baselines.main(["run", "--dry-run", "--task", "trec", "--seeds", "0", "--preset", "smoke",
+                           "--generator", LLAMA, "--generator-option", "load_in_4bit=true",
+                           "--optimizer", "embedded", "--set", "steps=2", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert all(f"trec/{arm}-s0" in out for arm in baselines.ARMS) and "total (3 runs)" in out
+    plan = dict(baselines.comparison_plan(["trec"], [0], tmp_path, preset="smoke", generator=LLAMA,
+                                          generator_options={"load_in_4bit": True}, optimizer="embedded",
+                                          overrides={"steps": 2, "optimizer_options": {"temperature": 1.0}}))
+    llm = plan[tmp_path / "trec" / "llm-s0"]
+    assert (llm.generator, llm.generator_options, llm.optimizer, llm.optimizer_options, llm.steps) == \
+           (LLAMA, {"load_in_4bit": True}, "embedded", {"temperature": 1.0}, 2)
+    assert plan[tmp_path / "trec" / "rulebank-s0"].optimizer == "rulebank"
+
+    assert generalization.main(["--dry-run", "--pairs", "ood_hotpotqa_to_2wiki", "--seeds", "0", "1",
+                                "--generator", LLAMA, "--preset", "smoke", "--set", "steps=2"]) == 0
+    out = capsys.readouterr().out
+    assert "hotpotqa_closedbook-s0" in out and "hotpotqa_closedbook-s1" in out and "total (2 runs)" in out
+    study = {**generalization.CPU_STUDY, "pairs": ["ood_hotpotqa_to_2wiki"], "seeds": (0,),
+             "values": {"generator": LLAMA, "optimizer": "embedded", "steps": 2, "data_source": "hub"}}
+    cfg = generalization.study_plan(tmp_path, **study)[0]["config"]
+    assert (cfg.generator, cfg.optimizer, cfg.steps, cfg.data_source) == (LLAMA, "embedded", 2, "hub")
+    with pytest.raises(SystemExit):
+        generalization.main(["--dry-run", "--task", "trec"])
+    assert "its pairs" in capsys.readouterr().err
