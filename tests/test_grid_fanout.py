@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -188,7 +189,8 @@ def _decisions(run_dir: Path) -> tuple:
 
 
 @pytest.mark.slow
-def test_three_smoke_cells_through_submitits_local_executor_then_a_process_pool(tmp_path, monkeypatch):
+def test_three_smoke_cells_through_submitits_local_executor_then_a_process_pool(tmp_path, monkeypatch,
+                                                                            capsys):
     pytest.importorskip("submitit")
     _fresh_cache(tmp_path, monkeypatch)
     cells = ablation.ablation_grid(SMOKE, seeds=(0,), validation=("none", "fixed"), comparison_off=False,
@@ -203,6 +205,13 @@ def test_three_smoke_cells_through_submitits_local_executor_then_a_process_pool(
     assert list((grid / "submitit-logs").glob("*_log.out")), "submitit's logs beside the grid"
     assert all(not v for k, v in grid_runner.grid_status(grid).items() if k != "finished")
     assert fanout.fan_out(cells, grid, engine="local", workers=2, log=lambda s: None) == []
+    cmd = tmp_path / "runs" / "commands"                  # a printed command runs exactly its cell
+    fanout.fan_out(cells, cmd, engine="commands", log=lambda s: None)
+    line = capsys.readouterr().out.splitlines()[0]
+    subprocess.run(shlex.split(line), check=True, cwd=Path(__file__).resolve().parents[1])
+    assert {k: len(v) for k, v in grid_runner.grid_status(cmd).items()} == \
+           {"finished": 1, "running": 0, "failed": 0, "pending": 2}
+    assert _decisions(cmd / cells[0].name) == _decisions(grid / cells[0].name)
     pool = tmp_path / "runs" / "pool"                      # same cells, warm cache: no model loads
     assert {d[1] for d in fanout.fan_out(cells, pool, engine="pool", workers=2, log=lambda s: None)} == {"ran"}
     for c in cells:

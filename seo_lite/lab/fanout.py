@@ -116,7 +116,10 @@ def fan_out(cells: Sequence[GridCell], grid_dir: str | os.PathLike, *, engine: s
         log("submitit is not installed: using a process pool")
         engine = "pool"
     if engine == "slurm":
-        ex = submitit.SlurmExecutor(folder=logs)
+        try:
+            ex = submitit.SlurmExecutor(folder=logs)
+        except RuntimeError as e:                # no srun here
+            raise RuntimeError(f"{e} (--print-sbatch shows the job; --print-commands suits any scheduler)") from None
         ex.update_parameters(**(slurm or {}))
         threads = str((slurm or {}).get("cpus_per_task", 1))
         env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
