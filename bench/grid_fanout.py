@@ -103,6 +103,8 @@ def main() -> int:
     ap.add_argument("--serial-threads", type=int, default=os.cpu_count(),
                     help="OMP threads of the serial run (default: every core)")
     ap.add_argument("--work", help="folder for runs and caches (default: a new temporary folder)")
+    ap.add_argument("--kill-only", action="store_true",
+                    help="only the kill check, against the workers run already in --work")
     ap.add_argument("--json")
     args = ap.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="grid-fanout-"))
@@ -111,6 +113,8 @@ def main() -> int:
 
     times = {}
     for name, engine, threads in (("serial", "serial", args.serial_threads), ("workers", "local", 1)):
+        if args.kill_only and (name == "serial" or (work / name).is_dir()):
+            continue                                   # the unbroken run of an earlier call is the reference
         with Timer() as t:
             rc = start(args, work, name, engine, threads).wait()
         if rc != 0:
@@ -120,6 +124,15 @@ def main() -> int:
     grid_name = Path(args.grid).stem
     serial, workers = decisions(work / "serial" / grid_name), decisions(work / "workers" / grid_name)
     same = serial == workers and len(serial) > 0
+    results = [] if args.kill_only else [
+        Result(f"{grid_name} seeds {args.seeds}: serial / {args.workers} workers (wall time)",
+               times["serial"] / times["workers"], ">= 1.4",
+               details={"serial_s": round(times["serial"], 1), "workers_s": round(times["workers"], 1),
+                        "cells": len(serial), "serial_threads": args.serial_threads,
+                        "note": "wall times on this machine as it was loaded during the run"}),
+        Result("every cell's decisions and scores identical (1 = yes)", float(same), ">= 1",
+               details={"differing": sorted(k for k in serial.keys() | workers.keys()
+                                            if serial.get(k) != workers.get(k))})]
 
     # a worker killed mid-grid, then the same command again
     grid = work / "killed" / grid_name
@@ -128,28 +141,21 @@ def main() -> int:
     while victim is None and proc.poll() is None:
         ended = {e["cell"] for e in lines(grid) if e["status"] != "running"}
         running = [e for e in lines(grid) if e["status"] == "running" and e["cell"] not in ended]
-        if running and (grid / running[-1]["cell"] / "steps.jsonl").is_file():
+        run_dir = grid / running[-1]["cell"] if running else None
+        if run_dir and (run_dir / "steps.jsonl").is_file() and not (run_dir / "final.json").exists():
             victim = running[-1]                       # killed after its first logged step
             kill_tree(victim["pid"])
         time.sleep(0.5)
     first_rc = proc.wait()
-    finished_before = set(decisions(grid))
+    finished_before, n_lines = set(decisions(grid)), len(lines(grid))
     rc = start(args, work, "killed", "local", 1).wait()
-    again = lines(grid)
+    again = lines(grid)[n_lines:]                       # what the resubmission executed
     reran = sorted({e["cell"] for e in again if e["status"] == "ran"} & finished_before)
     resumed = [e for e in again if victim and e["cell"] == victim["cell"] and e["status"] == "ran"]
     kill_ok = (victim is not None and first_rc != 0 and rc == 0 and not reran
                and decisions(grid) == workers and len(resumed) == 1)
 
-    results = [
-        Result(f"{grid_name} seeds {args.seeds}: serial / {args.workers} workers (wall time)",
-               times["serial"] / times["workers"], ">= 1.4",
-               details={"serial_s": round(times["serial"], 1), "workers_s": round(times["workers"], 1),
-                        "cells": len(serial), "serial_threads": args.serial_threads,
-                        "note": "wall times on this machine as it was loaded during the run"}),
-        Result("every cell's decisions and scores identical (1 = yes)", float(same), ">= 1",
-               details={"differing": sorted(k for k in serial.keys() | workers.keys()
-                                            if serial.get(k) != workers.get(k))}),
+    results += [
         Result("SIGKILLed worker: resubmit runs only unfinished cells, equal results (1 = yes)",
                float(kill_ok), ">= 1",
                details={"killed_cell": victim and victim["cell"], "first_rc": first_rc,
