@@ -107,9 +107,15 @@ def _papermill(notebook: Path, output: Path, parameters: dict, kernel_name: str,
     given = os.environ.get(ENV_PROGRESS)
     os.environ.setdefault(ENV_PROGRESS, "lines")
     try:
-        pm.execute_notebook(str(notebook), str(output), parameters=parameters,
-                            kernel_name=kernel_name, progress_bar=False, log_output=False,
-                            cwd=str(cwd), config=kernel_config())
+        for attempt in (1, 2):   # kernels started at once by two workers can draw the same port
+            try:
+                pm.execute_notebook(str(notebook), str(output), parameters=parameters,
+                                    kernel_name=kernel_name, progress_bar=False, log_output=False,
+                                    cwd=str(cwd), config=kernel_config())
+                break
+            except RuntimeError as e:        # the kernel never started: nothing of the cell ran
+                if attempt == 2 or "before replying to kernel_info" not in str(e):
+                    raise
     finally:
         if given is None:
             os.environ.pop(ENV_PROGRESS, None)
