@@ -47,7 +47,6 @@ import tomllib
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import grid_runner
 from .grid_runner import GridCell
 from ..machinery.params import RUN_PARAMETERS
 from ..machinery.runs import safe_run_path
