@@ -42,7 +42,8 @@ NEVER_MIN = 60 * 24 * 30                     # LocalExecutor's default timeout i
 
 def worker_env(slot: int, workers: int, *, cpus: int | None = None, gpus: int = 0) -> dict:
     """Worker ``slot``'s share of the CPU threads and, when there are GPUs, one GPU."""
-    threads = str(max(1, (cpus or os.cpu_count() or 1) // max(1, workers)))
+    cpus = cpus or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    threads = str(max(1, (cpus or 1) // max(1, workers)))
     return {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
             **({"CUDA_VISIBLE_DEVICES": str(slot % gpus)} if gpus else {})}
 
