@@ -198,8 +198,10 @@ def test_a_killed_writers_temporary_file_is_swept_when_the_key_is_written(tmp_pa
     dest.parent.mkdir(parents=True)
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()
-    orphan = dest.parent / f".{dest.name}.{dead}.abc123.tmp"          # its writer is gone
-    busy = dest.parent / f".{dest.name}.{os.getppid()}.def456.tmp"    # its writer still runs
+    from seo_lite.llm.cache import HOST
+
+    orphan = dest.parent / f".{dest.name}.{HOST}.{dead}.abc123.tmp"          # its writer is gone
+    busy = dest.parent / f".{dest.name}.{HOST}.{os.getppid()}.def456.tmp"    # its writer still runs
     orphan.write_text('{"payload": {"kind"')
     busy.write_text('{"payl')
     cache.put(key, {"kind": "generate", "x": 1}, {"text": "a"})

@@ -88,16 +88,6 @@ def reference_experience(task, *, path: str | os.PathLike | None = None) -> Expe
     return Experience(tuple(r.format(**names) for r in fam["rules"]))
 
 
-def evaluate_reference(task, generator, examples, *, split: str = "test", seed: int = 0,
-                       n_boot: int = 1000, progress: bool | str = False):
-    """The reference experience against no experience on ``examples``: a
-    :class:`seo_lite.method.evaluation.Comparison`, like a learned experience gets."""
-    from ..method.evaluation import compare
-
-    return compare(task, generator, examples, reference_experience(task), split=split,
-                   n_boot=n_boot, seed=seed, progress=progress)
-
-
 # -- the runs behind the comparison figure ------------------------------------------------------------
 def task_slug(task: str) -> str:
     return task.replace(":", "_")
@@ -124,29 +114,36 @@ def arm_configs(task: str, seed: int, *, preset: str = "classroom", overrides: d
     }
 
 
+def comparison_plan(tasks: Sequence[str], seeds: Sequence[int], out: str | os.PathLike, *,
+                    preset: str = "classroom", overrides: dict | None = None,
+                    generator: str = "embedded", generator_options: dict | None = None,
+                    optimizer: str | None = None, arms: Sequence[str] = ARMS,
+                    answer_mode: str | None = "auto") -> list[tuple[Path, SEOConfig]]:
+    """``(run directory, config)`` of every run the comparison figure needs."""
+    bad = sorted(set(arms) - set(ARMS))
+    if bad:
+        raise ConfigError(f"unknown arm(s) {', '.join(bad)}; arms: {', '.join(ARMS)}")
+    plans = []
+    for task in tasks:
+        for seed in seeds:
+            cfgs = arm_configs(task, seed, preset=preset, overrides=overrides, generator=generator,
+                               optimizer=optimizer, answer_mode=answer_mode)
+            for arm in arms:
+                cfg = cfgs[arm].replace(generator_options=dict(generator_options or {}))
+                plans.append((Path(out) / task_slug(task) / f"{arm}-s{seed}", cfg))
+    return plans
+
+
 def run_comparison(tasks: Sequence[str], seeds: Sequence[int], out: str | os.PathLike, *,
-                   preset: str = "classroom", overrides: dict | None = None,
-                   generator: str = "embedded", generator_options: dict | None = None,
-                   optimizer: str | None = None, arms: Sequence[str] = ARMS,
-                   progress: bool = False, log=print) -> list[Path]:
+                   progress: bool = False, log=print, **plan) -> list[Path]:
     """Make (or resume) every run the comparison figure needs; returns their folders.
-    One generator is loaded and shared by all runs."""
+    One generator is loaded and shared by all runs; ``plan``: the arguments of
+    :func:`comparison_plan`."""
     from .grid_runner import is_finished
     from .experiment import run_experiment
     from ..llm import make_llm
 
-    bad = sorted(set(arms) - set(ARMS))
-    if bad:
-        raise ConfigError(f"unknown arm(s) {', '.join(bad)}; arms: {', '.join(ARMS)}")
-    gen_opts = dict(generator_options or {})
-    plans = []
-    for task in tasks:
-        for seed in seeds:
-            cfgs = arm_configs(task, seed, preset=preset, overrides=overrides,
-                               generator=generator, optimizer=optimizer)
-            for arm in arms:
-                cfg = cfgs[arm].replace(generator_options=gen_opts)
-                plans.append((Path(out) / task_slug(task) / f"{arm}-s{seed}", cfg))
+    plans = comparison_plan(tasks, seeds, out, **plan)
     gen = rulebank = llm_opt = None
     done = []
     for run_dir, cfg in plans:
@@ -155,14 +152,14 @@ def run_comparison(tasks: Sequence[str], seeds: Sequence[int], out: str | os.Pat
             done.append(run_dir)
             continue
         if gen is None:
-            gen = make_llm(generator, **gen_opts)
+            gen = make_llm(cfg.generator, **cfg.generator_options)
         if cfg.optimizer == "rulebank":
             rulebank = rulebank or make_llm("rulebank")
             opt = rulebank
-        elif cfg.optimizer == generator:
+        elif cfg.optimizer == cfg.generator:
             opt = gen
         else:
-            llm_opt = llm_opt or make_llm(cfg.optimizer)
+            llm_opt = llm_opt or make_llm(cfg.optimizer, **cfg.optimizer_options)
             opt = llm_opt
         t0 = time.perf_counter()
         log(f"running  {run_dir}")
@@ -372,19 +369,17 @@ def build_figures(runs_root: str | os.PathLike, out: str | os.PathLike, *, n_boo
 
 # -- command line -----------------------------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
+    from .ablation import add_grid_flags, knob_values
+
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     p = argparse.ArgumentParser(prog="python -m seo_lite.lab.baselines",
                                 description="no experience vs reference vs SEO (LLM) vs SEO (rule bank)")
     sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="make or resume the comparison runs")
+    r = sub.add_parser("run", help="make or resume the comparison runs", conflict_handler="resolve",
+                       description="Every SEOConfig field is a flag (models, budget; --set FIELD=VALUE).")
+    add_grid_flags(r, fan_out=False)
     r.add_argument("--task", action="append", help="repeatable; default trec")
-    r.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    r.add_argument("--preset", default="classroom")
-    r.add_argument("--generator", default="embedded")
-    r.add_argument("--optimizer", default=None, help="the LLM optimizer (default: the generator)")
     r.add_argument("--arm", action="append", choices=ARMS, help="only these arms (repeatable)")
-    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="any SEOConfig field, e.g. --set steps=4")
     r.add_argument("--out", default="runs/compare")
     r.add_argument("--progress", action="store_true")
     f = sub.add_parser("figure", help="build the comparison figures from the run directories")
@@ -393,19 +388,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         if args.command == "run":
-            overrides = {}
-            for item in args.set:
-                k, sep, v = item.partition("=")
-                if not sep:
-                    raise ConfigError(f"--set takes KEY=VALUE, got {item!r}")
-                try:
-                    overrides[k.strip()] = json.loads(v)
-                except ValueError:
-                    overrides[k.strip()] = v
+            values = knob_values(args)
+            tasks = values.pop("task", None) or ["trec"]
+            plan = dict(preset=args.preset or "classroom", generator=values.pop("generator", "embedded"),
+                        generator_options=values.pop("generator_options", {}),
+                        optimizer=values.pop("optimizer", None), arms=args.arm or ARMS,
+                        answer_mode=values.pop("answer_mode", "auto"), overrides=values)
+            seeds = args.seeds or [0, 1, 2]
+            if args.dry_run:
+                from .fanout import print_costs
+
+                print_costs([(f"{d.parent.name}/{d.name}", c) for d, c in
+                             comparison_plan(tasks, seeds, args.out, **plan)],
+                            price_per_mtok=args.price_per_mtok, tokens_per_second=args.tokens_per_second)
+                return 0
             t0 = time.perf_counter()
-            run_comparison(args.task or ["trec"], args.seeds, args.out, preset=args.preset,
-                           overrides=overrides, generator=args.generator, optimizer=args.optimizer,
-                           arms=args.arm or ARMS, progress=args.progress)
+            run_comparison(tasks, seeds, args.out, progress=args.progress, **plan)
             print(f"all runs finished in {time.perf_counter() - t0:.0f} s; now: "
                   f"python -m seo_lite.lab.baselines figure --runs {args.out} --out figures")
         else:

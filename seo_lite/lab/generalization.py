@@ -230,7 +230,7 @@ CPU_STUDY = dict(
 
 def source_config(train_task: str, *, preset: str = "smoke", overrides: dict | None = None,
                   max_new_tokens: dict | None = None, seed: int = 0, data_source: str = "local",
-                  generator: str = "embedded", generator_options: dict | None = None,
+                  generator: str | None = None, generator_options: dict | None = None,
                   optimizer: str | None = None, optimizer_options: dict | None = None):
     """The SEOConfig that learns an experience on ``train_task`` (through the same
     knob layer as run_seo.ipynb and the CLI); the generation length is capped per
@@ -259,54 +259,82 @@ def study_targets(pair: str, langs: Sequence[str] | None = None) -> list[str]:
             or other_language(get_task(t).name) in langs]
 
 
-def run_study(runs_dir: str | os.PathLike, *, pairs: Sequence[str], preset: str, overrides: dict,
-              max_new_tokens: dict, eval_size: int | dict, langs: Sequence[str] | None = None,
-              seeds: Sequence[int] = (0,), family_overrides: dict | None = None,
-              data_source: str = "local", progress: bool = True) -> list[dict]:
-    """Train once per source task and seed (resuming its run directory
-    ``<task>-s<seed>``) and evaluate its experience on the pair's targets
-    (``langs`` restricts translation targets).  ``family_overrides`` and
-    ``eval_size`` may differ per task family (``{"qa": ..., "translation": ...}``)."""
-    from .experiment import run_experiment
+def study_plan(runs_dir: str | os.PathLike, *, pairs: Sequence[str], preset: str, overrides: dict,
+               max_new_tokens: dict, eval_size: int | dict, langs: Sequence[str] | None = None,
+               seeds: Sequence[int] = (0,), family_overrides: dict | None = None,
+               data_source: str = "local", values: dict | None = None) -> list[dict]:
+    """One entry per source task and seed: its config, run directory ``<task>-s<seed>``,
+    targets and evaluation size.  ``family_overrides`` and ``eval_size`` may differ
+    per task family (``{"qa": ..., "translation": ...}``); ``values`` (SEOConfig
+    fields: the models, a budget) win over both."""
     from ..machinery.runs import safe_run_path
 
     out = []
     for pair in pairs:
         spec = GENERALIZATION[pair]
         family = _family(spec["train"])
-        size = eval_size[family] if isinstance(eval_size, dict) else eval_size
-        targets = study_targets(pair, langs)
         for seed in seeds:
-            cfg = source_config(spec["train"], preset=preset,
-                                overrides={**overrides, **(family_overrides or {}).get(family, {})},
-                                max_new_tokens=max_new_tokens, seed=seed, data_source=data_source)
-            run_dir = safe_run_path(runs_dir, f"{run_name(spec['train'])}-s{seed}")
-            result = run_experiment(cfg, run_dir, progress=progress)
-            out.append(evaluate_generalization(run_dir, pair, size=size, tasks=targets,
-                                               progress=progress))
-            print(result.run.summary() if progress else "", end="\n" if progress else "")
+            cfg = source_config(spec["train"], preset=preset, max_new_tokens=max_new_tokens,
+                                overrides={**overrides, **(family_overrides or {}).get(family, {}),
+                                           **(values or {})}, seed=seed,
+                                data_source=(values or {}).get("data_source", data_source))
+            out.append({"pair": pair, "config": cfg, "targets": study_targets(pair, langs),
+                        "run_dir": safe_run_path(runs_dir, f"{run_name(spec['train'])}-s{seed}"),
+                        "size": eval_size[family] if isinstance(eval_size, dict) else eval_size})
+    return out
+
+
+def run_study(runs_dir: str | os.PathLike, *, progress: bool = True, **study) -> list[dict]:
+    """Train once per source task and seed (resuming its run directory) and evaluate
+    its experience on the pair's targets (``langs`` restricts translation targets);
+    ``study``: the arguments of :func:`study_plan`."""
+    from .experiment import run_experiment
+
+    out = []
+    for item in study_plan(runs_dir, **study):
+        result = run_experiment(item["config"], item["run_dir"], progress=progress)
+        out.append(evaluate_generalization(item["run_dir"], item["pair"], size=item["size"],
+                                           tasks=item["targets"], progress=progress))
+        print(result.run.summary() if progress else "", end="\n" if progress else "")
     return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m seo_lite.lab.generalization [--runs runs/generalization]``: the CPU
-    study (:data:`CPU_STUDY`): train on HotpotQA closed-book, FLORES en-de and
-    de-en, evaluate OOD and across directions; results land in each run directory."""
+    """``python -m seo_lite.lab.generalization [--runs runs/generalization] [--generator SPEC ...]``:
+    the CPU study (:data:`CPU_STUDY`): train on HotpotQA closed-book, FLORES en-de and
+    de-en, evaluate OOD and across directions; results land in each run directory.
+    Every SEOConfig flag (models, budget, ``--set``) changes every source run."""
     import argparse
     import time
+
+    from .ablation import add_grid_flags, knob_values
+    from .fanout import print_costs
 
     ap = argparse.ArgumentParser(prog="python -m seo_lite.lab.generalization", description=main.__doc__)
     ap.add_argument("--runs", default="runs/generalization")
     ap.add_argument("--eval-size", type=int, default=None,
                     help="examples per target task (default: 100 QA, 40 translation)")
-    ap.add_argument("--seeds", type=int, nargs="+", default=None)
+    ap.add_argument("--pairs", nargs="+", choices=list(GENERALIZATION), default=None)
+    add_grid_flags(ap, fan_out=False)
     args = ap.parse_args(argv)
-    t0 = time.time()
     study = dict(CPU_STUDY)
-    if args.eval_size is not None:
-        study["eval_size"] = args.eval_size
-    if args.seeds is not None:
-        study["seeds"] = tuple(args.seeds)
+    for key, value in (("eval_size", args.eval_size), ("pairs", args.pairs), ("preset", args.preset),
+                       ("seeds", args.seeds and tuple(args.seeds))):
+        if value is not None:
+            study[key] = value
+    try:
+        study["values"] = knob_values(args)
+        if "task" in study["values"]:
+            raise ValueError("the study's tasks are its pairs' (--pairs), not --task")
+        plan = study_plan(args.runs, **study)
+    except ValueError as e:                          # ConfigError is a ValueError
+        ap.error(str(e))
+    if args.dry_run:
+        print_costs([(f"{p['run_dir'].name} ({p['pair']})", p["config"]) for p in plan],
+                    price_per_mtok=args.price_per_mtok, tokens_per_second=args.tokens_per_second)
+        print("not counted: the transfer evaluations (per run: 2 x eval size x targets generations)")
+        return 0
+    t0 = time.time()
     for res in run_study(args.runs, **study):
         print(f"{res['pair']}: learned on {res['train_task']}, seed {res['config']['seed']} "
               f"({len(res['experience'])} rules)")
@@ -320,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 __all__ = ["evaluate_generalization", "load_results", "pairs_for", "transfer_matrix",
            "other_language", "direction_label", "RESULTS_FOLDER", "CPU_STUDY", "source_config",
-           "run_name", "run_study", "study_targets", "merge_seeds", "main"]
+           "run_name", "run_study", "study_plan", "study_targets", "merge_seeds", "main"]
 
 
 if __name__ == "__main__":  # pragma: no cover

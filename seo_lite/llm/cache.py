@@ -6,10 +6,17 @@ is the SHA-256 of everything that changes the answer: the model's identity
 the messages, every generation parameter and, when sampling, the sample
 index.  API keys never enter the key or the file.
 
-Why one file per entry: writes go to a temporary file that is renamed into
-place (``os.replace`` is atomic), so two processes sharing one cache folder
-(two papermill cells of an ablation grid) never see a half-written entry and
-never need a lock; two writers of one key write the same answer.  Each file
+Why one file per entry: writes go to a temporary file in the entry's own
+folder, ``.<key>.json.<host>.<pid>.<random>.tmp``, that is renamed into place
+(``os.replace`` is atomic, also on NFS within one folder), so processes
+sharing one cache folder (the cells of a grid, on one machine or on many
+hosts of a cluster) never see a half-written entry and never need a lock;
+two writers of one key write the same answer, and the last rename wins.  A
+killed writer leaves its temporary file behind; the next write of that key
+sweeps the temporary files whose pid no longer runs, but only those of its
+own host: a pid means nothing on another machine, so another host's file
+may be a write in progress.  No SQLite, no lock files: a shared filesystem
+(NFS, Lustre) handles renames, not locks, reliably.  Each file
 also stores the full key payload, so a read checks it really holds the
 answer asked for; a file that cannot be read or does not match (a corrupt
 entry), or whose answer has the wrong shape for the request (checked by the
@@ -20,6 +27,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import socket
 import uuid
 import warnings
 from pathlib import Path
@@ -55,17 +64,37 @@ def _canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
+#: This machine's name as temporary file names carry it (no dots: names are split on them).
+HOST = re.sub(r"[^A-Za-z0-9-]+", "-", socket.gethostname()).strip("-") or "host"
+
+
 def _remove_orphans(path: Path) -> None:
-    """Delete temporary files of ``path`` left by writers that were killed
-    (their pid, in the file name, no longer runs on this machine).  Writing a
-    key again is when a killed write shows up, so that is when it is swept."""
+    """Delete temporary files of ``path`` that a killed writer of this host
+    left (its pid, in the file name, no longer runs here).  Writing a key
+    again is when a killed write shows up, so that is when it is swept."""
     for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        host, _, rest = tmp.name[len(path.name) + 2:].partition(".")
+        pid = rest.split(".", 1)[0]
+        if host == HOST and pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             tmp.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
+def _write_entry(path: Path, text: str) -> None:
+    """``text`` into ``path`` through a temporary file named by host, pid and a
+    random part in the same folder, then ``os.replace``."""
+    tmp = path.with_name(f".{path.name}.{HOST}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -134,7 +163,11 @@ class CallCache:
         p = self.path(key)
         p.parent.mkdir(parents=True, exist_ok=True)
         _remove_orphans(p)
-        atomic_write_text(p, _canonical({"payload": payload, "value": value}))
+        try:
+            _write_entry(p, _canonical({"payload": payload, "value": value}))
+        except OSError as e:            # a full or vanished shared disk: the answer is still good
+            warnings.warn(f"cache entry {p} not written ({e.strerror or e}); going on without it",
+                          RuntimeWarning, stacklevel=2)
 
     def __len__(self) -> int:
         return sum(1 for _ in self.root.glob("??/*.json"))
