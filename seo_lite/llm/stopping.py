@@ -6,7 +6,8 @@ and thrown away.  Both rules below find that point as text arrives, and both
 are *exact*: once a rule gives an offset, no continuation of the text changes
 what the parser reads, so cutting there changes no parsed answer.  Local
 backends check every row of a batch as its tokens arrive and end the row
-there; remote ones cut the returned text (:func:`cut_reply`).
+there; remote ones cut the returned text (:func:`cut_reply`).  A task that
+changes a family's parser must give its own rule (or ``answer_end=()``).
 
 The optimizer's list.
 
