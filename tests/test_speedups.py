@@ -3,8 +3,8 @@
 * batched generation = one prompt at a time (greedy and seeded sampling,
   rows leaving the batch when done),
   also when a batch shares an experience prefix computed once;
-* prefix-shared batched label log-likelihoods = one full forward per label,
-  and the shared prefix is counted as computed once;
+* prefix-shared batched label log-likelihoods, suffixes in length chunks =
+  one full forward per label, and the shared prefix is counted as computed once;
 * stopping the optimizer when its list is over = the same parsed experience
   as generating to the end;
 * reusing calls across a run (cache, de-duplication) = no reuse at all: the
@@ -83,6 +83,11 @@ def test_prefix_shared_scoring_equals_full_forward_per_label(embedded):
     for f, s in zip(fast, slow):
         assert f.best == s.best and f.token_counts == s.token_counts
         assert max(abs(a - b) for a, b in zip(f.logprobs, s.logprobs)) < 1e-4
+    # the articles' lengths differ enough that the suffixes ran in several length chunks
+    from seo_lite.llm.decode import _common_prefix_all, _length_chunks
+    prompts = [embedded._loglikelihood_inputs(r)[0] for r in reqs[:len(examples)]]
+    suffixes = [len(x) - _common_prefix_all(prompts) for x in prompts]
+    assert len(_length_chunks(suffixes)) > 1, suffixes
 
 
 def test_prefix_shared_generation_equals_one_at_a_time(embedded):
