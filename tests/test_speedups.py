@@ -18,7 +18,11 @@ import torch
 from seo_lite import Experience, SEOConfig
 from seo_lite.machinery.data import load_examples
 from seo_lite.llm import GenParams, Request, make_llm
-from seo_lite.llm.stopping import cut_at_list_end, list_end
+from seo_lite.llm.stopping import cut_reply, list_end
+
+
+def cut_at_list_end(text, max_rules):
+    return cut_reply(text, GenParams(stop_list_after=max_rules))
 from seo_lite.machinery.training import train
 from seo_lite.tasks import get_task
 

@@ -80,12 +80,6 @@ def _item_key(parts: list[str]) -> str | None:
     return key if len(key) >= 3 and re.search(r"[^\W\d_]", key) else None
 
 
-def cut_at_list_end(text: str, max_items: int) -> tuple[str, bool]:
-    """``text`` up to where its list is over (and whether it was cut)."""
-    end = list_end(text + "\n", max_items) if max_items else None
-    return (text, False) if end is None else (text[:end].rstrip(), True)
-
-
 # -- a task's answer ------------------------------------------------------------------------
 #: name -> ``end(text, *args) -> offset | None``.  Each task family registers its
 #: rule beside its parser (``@answer_end_rule("translation")``); a request names it

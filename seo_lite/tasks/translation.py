@@ -125,9 +125,6 @@ def bleu_tokenize_for(code: str) -> str:
     return bleu_tokenizer(base)
 
 
-_bleu_tokenize_for = bleu_tokenize_for
-
-
 # -- answer parsing ------------------------------------------------------------------------
 _PREAMBLE = re.compile(r"^(?:sure|certainly|of course|okay|ok|here(?:'s| is| are)|below is|"
                        r"the translation|translation|translated text|output)\b.*[:：]\s*$",
@@ -255,8 +252,8 @@ class Translation(Task):
         self.gen_params = self._stop_at_answer_end(self.gen_params)
         self.instruction = (f"Translate the following {self.src_name} text into {self.tgt_name}. "
                             f"Reply with the {self.tgt_name} translation only, nothing else.")
-        self.bleu_tokenize = bleu_tokenize or _bleu_tokenize_for(self.tgt_col if dataset == "flores"
-                                                                 else self.tgt_lang)
+        self.bleu_tokenize = bleu_tokenize or bleu_tokenize_for(self.tgt_col if dataset == "flores"
+                                                                else self.tgt_lang)
         if data_file is not None:
             self.data_file = data_file
         super().__init__(**options)
