@@ -164,11 +164,16 @@ def test_openai_backend_cuts_where_the_local_one_stops(embedded):
         assert all("answer_end" not in b for b in s.bodies)
     assert [c.text for c in remote] == [c.text for c in local]
 
+
+def test_openai_backend_cuts_a_scripted_reply_after_its_answer():
+    task = get_task("flores:en-fr")
+    req = task.requests(load_examples(task)[:1])[0]
+
     def scripted(messages, params):
-        return "Voici la traduction :\n\nBonjour.\n\nIn French, the translation is: Salut"
+        return "Here is the translation:\n\nBonjour.\n\nIn French, the translation is: Salut"
     with serve(scripted) as s:
-        out = make_llm("openai:m", base_url=s.base_url, cache=None).generate(reqs[0])
-    assert out.text == "Voici la traduction :\n\nBonjour." and out.finish_reason == "stop"
+        out = make_llm("openai:m", base_url=s.base_url, cache=None).generate(req)
+    assert out.text == "Here is the translation:\n\nBonjour." and out.finish_reason == "stop"
     assert task.parse_answer(out.text) == "Bonjour."
 
 
