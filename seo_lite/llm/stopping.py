@@ -13,8 +13,8 @@ The optimizer's list.
 
 The optimizer is asked for "a numbered list of at most ``max_rules`` rules";
 the parser (:func:`seo_lite.method.experience.parse_rules`) reads the list items and
-keeps the first ``max_rules`` distinct ones.  Tokens generated after that are
-paid for and thrown away, so generation can end as soon as the list is over:
+keeps the first ``max_rules`` distinct ones, so generation can end as soon
+as the list is over:
 
 * ``max_items`` distinct items are complete (a line that is not an indented
   continuation follows the last one; items the parser drops, too short or
