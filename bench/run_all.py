@@ -1,6 +1,6 @@
 """Run every benchmark; print each ratio beside its target; exit 1 if any is missed.
 
-    .venv/bin/python bench/run_all.py            # about 10 minutes on 2 cores
+    .venv/bin/python bench/run_all.py            # about 40 minutes on 2 quiet cores
 
 Run it on a quiet machine: each ratio is measured within one run, but other
 work on the same cores slows the two sides unevenly.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHES = ["load_times.py", "batch_generation.py", "label_scoring.py", "openai_concurrency.py",
-           "quickstart.py"]
+           "quickstart.py", "answer_stops.py", "run_times.py"]
 
 
 def main() -> int:

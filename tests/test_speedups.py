@@ -3,8 +3,8 @@
 * batched generation = one prompt at a time (greedy and seeded sampling,
   rows leaving the batch when done),
   also when a batch shares an experience prefix computed once;
-* prefix-shared batched label log-likelihoods = one full forward per label,
-  and the shared prefix is counted as computed once;
+* prefix-shared batched label log-likelihoods, suffixes in length chunks =
+  one full forward per label, and the shared prefix is counted as computed once;
 * stopping the optimizer when its list is over = the same parsed experience
   as generating to the end;
 * reusing calls across a run (cache, de-duplication) = no reuse at all: the
@@ -18,7 +18,11 @@ import torch
 from seo_lite import Experience, SEOConfig
 from seo_lite.machinery.data import load_examples
 from seo_lite.llm import GenParams, Request, make_llm
-from seo_lite.llm.stopping import cut_at_list_end, list_end
+from seo_lite.llm.stopping import cut_reply, list_end
+
+
+def cut_at_list_end(text, max_rules):
+    return cut_reply(text, GenParams(stop_list_after=max_rules))
 from seo_lite.machinery.training import train
 from seo_lite.tasks import get_task
 
@@ -83,6 +87,11 @@ def test_prefix_shared_scoring_equals_full_forward_per_label(embedded):
     for f, s in zip(fast, slow):
         assert f.best == s.best and f.token_counts == s.token_counts
         assert max(abs(a - b) for a, b in zip(f.logprobs, s.logprobs)) < 1e-4
+    # the articles' lengths differ enough that the suffixes ran in several length chunks
+    from seo_lite.llm.decode import _common_prefix_all, _length_chunks
+    prompts = [embedded._loglikelihood_inputs(r)[0] for r in reqs[:len(examples)]]
+    suffixes = [len(x) - _common_prefix_all(prompts) for x in prompts]
+    assert len(_length_chunks(suffixes)) > 1, suffixes
 
 
 def test_prefix_shared_generation_equals_one_at_a_time(embedded):

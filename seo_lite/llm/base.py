@@ -54,7 +54,12 @@ class GenParams:
     bulleted list that is over: N distinct items are complete, or a line that
     is neither an item nor an indented continuation follows the list.  The
     optimizer uses it: it writes a list of at most ``max_rules`` rules, and
-    whatever follows the list is never read (see ``stopping.py``)."""
+    whatever follows the list is never read (see ``stopping.py``).
+
+    ``answer_end=(rule, *args)`` (empty: off) ends the answer where the task's
+    parser can read no more: a rule registered by the task family beside its
+    parser (``stopping.ANSWER_ENDS``), e.g. ``("translation", "French", "fr")``:
+    the first paragraph after any preamble line is over."""
 
     temperature: float = 0.0
     top_p: float = 1.0
@@ -62,12 +67,15 @@ class GenParams:
     stop: tuple[str, ...] = ()
     seed: int = 0
     stop_list_after: int = 0
+    answer_end: tuple[str, ...] = ()
 
     def __post_init__(self):
-        if isinstance(self.stop, str):
-            object.__setattr__(self, "stop", (self.stop,))
-        else:
-            object.__setattr__(self, "stop", tuple(self.stop))
+        for name in ("stop", "answer_end"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
+        if not all(isinstance(x, str) for x in self.answer_end):
+            raise ValueError(f"answer_end must be a rule name and string arguments, "
+                             f"got {self.answer_end!r}")
         if not self.temperature >= 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
@@ -124,9 +132,10 @@ class Request:
         at its default is left out too, so adding a parameter keeps every
         existing cache entry valid."""
         p = asdict(self.params)
-        p["stop"] = list(p["stop"])
-        if not p["stop_list_after"]:
-            p.pop("stop_list_after")
+        p["stop"], p["answer_end"] = list(p["stop"]), list(p["answer_end"])
+        for name in ("stop_list_after", "answer_end"):
+            if not p[name]:
+                p.pop(name)
         payload = {"kind": "generate", "messages": list(self.messages), "params": p}
         if self.prefix:
             payload["prefix"] = self.prefix

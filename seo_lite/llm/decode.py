@@ -18,10 +18,15 @@ A prompt of length L_i in a run of B rows sharing p tokens then costs
 records it.  The suffixes run in chunks of similar length, so a short one
 does not pay for the longest one's padding.
 
-Stopping.  ``GenParams.stop_list_after`` ends a row once its numbered list is
-over (``stopping.py``); the other rows of the batch go on.  Greedy rows take the
-arg max.  Sampling (temperature > 0) is done per row by :class:`_RowSampler`
-with a generator seeded from the request itself (``Request.sampling_seed``), so a request samples the same
+Stopping.  A row ends at its end-of-sequence token, at a stop string, after
+its own ``max_new_tokens``, or where its parser can read no more: its
+numbered list is over (``GenParams.stop_list_after``) or its task's answer is
+(``GenParams.answer_end``: a translation's first paragraph, an "Answer:"
+line, the first label word; see ``stopping.py``); the other rows go on.
+
+Sampling.  Greedy rows take the arg max.  Rows at temperature > 0 are drawn
+together by :class:`_Sampler`, each from its own generator seeded from the
+request itself (``Request.sampling_seed``), so a request samples the same
 text whatever batch it lands in: a resumed run reproduces an unbroken one.
 
 ``loglikelihood`` computes, for a prompt x and continuations y_1..y_L (labels),
@@ -31,7 +36,7 @@ text whatever batch it lands in: a resumed run reproduces an unbroken one.
 with the prompt's forward pass done once: its key/value cache is repeated L
 times and only the continuation tokens are run for each label.  Prompts are
 grouped by shared prefix (one experience over D_t) and the prefix runs once
-per group, as in generation.
+per group, and the suffixes run in chunks of similar length, as in generation.
 """
 from __future__ import annotations
 
@@ -41,32 +46,70 @@ import time
 
 from .base import Completion, LLMError, Loglikelihoods, LoglikelihoodRequest, Request
 from .progress import progress_bar
-from .stopping import cut_at_list_end, list_end
+from .stopping import cut_reply, reply_end
 
 
-class _RowSampler:
-    """Sampling for one row (temperature > 0): its own generator, seeded from
-    the request, draws once per generated token, so a request samples the
-    same text whatever batch it lands in."""
+class _Sampler:
+    """The sampled rows of a batch (temperature > 0), drawn together each step.
 
-    def __init__(self, r: Request):
+    A row's token is what ``torch.multinomial(nucleus, 1, generator=g)`` would
+    draw, where ``nucleus`` is softmax(logits / temperature) with the tokens
+    outside the top_p nucleus set to zero and ``g`` is the row's own generator,
+    seeded from its request.  multinomial draws one Exp(1) number per
+    vocabulary entry from ``g`` and takes argmax(nucleus / draws); that is done
+    here for all rows at once (the draws stay per row, so a request samples
+    the same text whatever batch it lands in).  The nucleus is looked for
+    among the ``TOP_K`` most likely tokens (a partial sort) and the whole
+    vocabulary is sorted only for a row whose nucleus is wider."""
+
+    TOP_K = 256
+
+    def __init__(self, reqs: list[Request]):
         import torch
 
-        self.generator = torch.Generator(device="cpu")
-        self.generator.manual_seed(r.sampling_seed())
-        self.temperature, self.top_p = r.params.temperature, r.params.top_p
+        self.rows: dict[int, tuple] = {}              # batch row -> (generator, temperature, top_p)
+        for b, r in enumerate(reqs):
+            if not r.params.greedy:
+                g = torch.Generator(device="cpu")
+                g.manual_seed(r.sampling_seed())
+                self.rows[b] = (g, r.params.temperature, r.params.top_p)
 
-    def __call__(self, logits) -> int:
-        """A token drawn from softmax(logits / temperature), cut to the top_p nucleus."""
+    def __call__(self, logits, active: list[int]) -> dict[int, int]:
+        """``{j: token}`` for the sampled rows among ``active`` (row j of ``logits``
+        answers batch row ``active[j]``)."""
         import torch
 
-        probs = torch.softmax(logits.float().cpu() / self.temperature, dim=-1)
-        if self.top_p < 1.0:
-            sp, idx = torch.sort(probs, descending=True)
-            keep = torch.cumsum(sp, 0) - sp < self.top_p
-            keep[0] = True
-            probs = torch.zeros_like(probs).scatter(0, idx[keep], sp[keep])
-        return int(torch.multinomial(probs, 1, generator=self.generator))
+        js = [j for j, b in enumerate(active) if b in self.rows]
+        if not js:
+            return {}
+        gens, temps, top_ps = zip(*(self.rows[active[j]] for j in js))
+        x = logits[torch.tensor(js, device=logits.device)].float().cpu()
+        probs = torch.softmax(x / torch.tensor(temps)[:, None], dim=-1)
+        top_p = torch.tensor(top_ps)[:, None]
+        cut = [i for i, p in enumerate(top_ps) if p < 1.0]
+        if cut:
+            probs[cut] = self._nucleus(probs[cut], top_p[cut])
+        draws = torch.empty_like(probs)
+        for i, g in enumerate(gens):
+            draws[i].exponential_(1, generator=g)
+        return dict(zip(js, (probs / draws).argmax(-1).tolist()))
+
+    def _nucleus(self, probs, top_p):
+        """``probs`` with the tokens outside each row's top_p nucleus set to zero:
+        in descending order a token is kept while the mass before it is below top_p."""
+        import torch
+
+        def kept(vals, idx, top_p):
+            keep = vals.cumsum(-1) - vals < top_p
+            keep[:, 0] = True
+            out = vals.new_zeros((vals.shape[0], probs.shape[-1])).scatter_(-1, idx, vals * keep)
+            return out, keep[:, -1]
+
+        out, last_kept = kept(*probs.topk(min(self.TOP_K, probs.shape[-1]), dim=-1), top_p)
+        wide = last_kept.nonzero().flatten()             # the nucleus may go past the top k
+        if len(wide) and self.TOP_K < probs.shape[-1]:
+            out[wide] = kept(*torch.sort(probs[wide], dim=-1, descending=True), top_p[wide])[0]
+        return out
 
 
 class DecodeLoop:
@@ -78,7 +121,7 @@ class DecodeLoop:
         """Yield ``(index, Completion)`` batch by batch (each batch is cached as
         soon as it is done).
 
-        Requests with the same decoding length and stop rules share a batch.
+        Requests with the same stop strings share a batch.
         Within such a group prompts are sorted by their tokens, so prompts that
         share a prefix (one experience over all of D_t; k samples of one
         optimizer prompt) sit together and the batch's common prefix is
@@ -87,8 +130,7 @@ class DecodeLoop:
 
         bar = progress_bar(requests)
         encoded = [self._encode(self.render(r.messages) + r.prefix) for r in requests]
-        shape = lambda i: (requests[i].params.max_new_tokens, requests[i].params.stop,
-                           requests[i].params.stop_list_after)
+        shape = lambda i: requests[i].params.stop           # stop strings are checked per batch
         order = sorted(range(len(requests)), key=lambda i: (shape(i), encoded[i]))
         batches: list[list[int]] = []
         for i in order:
@@ -123,8 +165,8 @@ class DecodeLoop:
 
         A row is done at an end-of-sequence token, when one of ``stop``
         completes (transformers' ``StopStringCriteria``, as ``generate`` uses),
-        when its numbered list is over (``stop_list_after``), or after
-        ``max_new_tokens``."""
+        where its parser can read no more (its list or its task's answer is
+        over: ``stopping.reply_end``), or after its ``max_new_tokens``."""
         import torch
         from transformers import StopStringCriteria
 
@@ -134,8 +176,9 @@ class DecodeLoop:
         p = reqs[0].params
         eos = model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
-        samplers = [None if r.params.greedy else _RowSampler(r) for r in reqs]
+        sampler = _Sampler(reqs)
         stop_strings = StopStringCriteria(tok, list(p.stop)) if p.stop else None
+        reads_text = [bool(r.params.stop_list_after or r.params.answer_end) for r in reqs]
 
         seq = torch.tensor(rows, device=dev)          # the prompts; then, for stop strings, the replies
         mask = torch.tensor(mask, device=dev)
@@ -145,7 +188,7 @@ class DecodeLoop:
         tokens: list[list[int]] = [[] for _ in range(B)]
         finish = ["length"] * B
         t0 = time.perf_counter()
-        for step in range(p.max_new_tokens):
+        for step in range(max(r.params.max_new_tokens for r in reqs)):
             if step == 0:                             # the prompts, in chunks of similar length
                 logits, past = self._prefill(seq, mask, pos, past, shared)
             else:
@@ -154,9 +197,9 @@ class DecodeLoop:
                 past = _cache_of(out)
                 logits = out.logits[:, -1].float()
             chosen = logits.argmax(-1).tolist()
+            for j, t in sampler(logits, active).items():
+                chosen[j] = t
             for j, b in enumerate(active):
-                if samplers[b] is not None:
-                    chosen[j] = samplers[b](logits[j])
                 tokens[b].append(chosen[j])
             step_ids = torch.tensor(chosen, device=dev)[:, None]
             if stop_strings:
@@ -166,11 +209,11 @@ class DecodeLoop:
                 hit_stop = [False] * len(active)
             keep = []
             for j, b in enumerate(active):
-                if chosen[j] in eos_ids or (p.stop_list_after and list_end(
+                if chosen[j] in eos_ids or (reads_text[b] and reply_end(
                         reqs[b].prefix + tok.decode(tokens[b], skip_special_tokens=True),
-                        p.stop_list_after) is not None):
+                        reqs[b].params) is not None):
                     finish[b] = "stop"
-                elif not hit_stop[j]:
+                elif not hit_stop[j] and len(tokens[b]) < reqs[b].params.max_new_tokens:
                     keep.append(j)                    # still going
             if not keep:
                 break
@@ -189,9 +232,8 @@ class DecodeLoop:
             for s in p.stop:
                 if s in text:
                     text, finish[b] = text[: text.index(s)], "stop"
-            if p.stop_list_after:
-                text, cut = cut_at_list_end(text, p.stop_list_after)
-                finish[b] = "stop" if cut else finish[b]
+            text, cut = cut_reply(text, r.params)
+            finish[b] = "stop" if cut else finish[b]
             results.append(Completion(text=text.strip(), prompt_tokens=len(prompt),
                                       completion_tokens=len(tokens[b]), latency_s=latency,
                                       finish_reason=finish[b], prompt_tokens_computed=computed[b]))
@@ -299,11 +341,11 @@ class DecodeLoop:
         prefix (same instruction and experience, different example: one
         candidate's D_t); a group is split into batches of ``batch_size``.  The
         group's common prefix runs once; its key/value cache is repeated for
-        every member of each batch, and the members' own suffixes run together
-        in one right-padded forward
-        pass (explicit position ids keep each row's positions exact).  Labels of
-        more than one token then run in one more batched pass.  Weights are read
-        once per batch instead of once per example and label."""
+        every member of each batch, and the members' own suffixes run together,
+        right-padded, in chunks of similar length (explicit position ids keep
+        each row's positions exact).  Labels of more than one token then run in
+        one more batched pass per chunk.  Weights are read once per chunk
+        instead of once per example and label."""
         import torch
 
         bar = progress_bar(requests)
@@ -345,9 +387,21 @@ class DecodeLoop:
                           logits_to_keep=1, **{_cache_kw(self.model): past})
 
     def _loglikelihood_batch(self, items: list[tuple[list[int], list[list[int]]]], p: int,
-                     prefix_cache) -> list[Loglikelihoods]:
+                             prefix_cache) -> list[Loglikelihoods]:
         """Log-likelihoods for a batch of (prompt, continuations) whose first ``p`` prompt tokens
-        are the same and already in ``prefix_cache`` (``p=0``: no prefix)."""
+        are the same and already in ``prefix_cache`` (``p=0``: no prefix).  The suffixes
+        run in chunks of similar length (:func:`_length_chunks`), as in generation, so a
+        short one does not pay for the longest one's padding."""
+        out: list = [None] * len(items)
+        for rows in _length_chunks([len(prompt) - p for prompt, _ in items]):
+            for i, answer in zip(rows, self._loglikelihood_chunk([items[i] for i in rows], p,
+                                                                 prefix_cache)):
+                out[i] = answer
+        return out
+
+    def _loglikelihood_chunk(self, items, p: int, prefix_cache) -> list[Loglikelihoods]:
+        """:meth:`_loglikelihood_batch` for rows of similar length: one right-padded pass
+        over the suffixes, then one over the labels' further tokens."""
         import torch
 
         t0 = time.perf_counter()

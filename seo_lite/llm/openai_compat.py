@@ -13,8 +13,10 @@ candidates are k different draws (on servers that honour ``seed``, repeatable
 ones); a greedy request sends ``params.seed``.  Requests run on a thread pool
 of ``concurrency`` workers sharing one HTTP connection pool, and answers are
 returned in request order.  A server cannot stop at the end of a numbered
-list (``GenParams.stop_list_after``), so that cut is made on the returned
-text, as the local backend makes it.
+list (``GenParams.stop_list_after``) or of a task's answer
+(``GenParams.answer_end``): no stop string says exactly where those end (a
+blank line ends a translation only after a preamble), so that cut is made on
+the returned text, as the local backend makes it (``stopping.cut_reply``).
 
 Retries are mostly the SDK's own (``max_retries``): it retries connection
 errors (a cut or dropped connection), timeouts, 408, 409, 429 and every 5xx,
@@ -48,7 +50,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .base import LLM, Completion, LLMError, Request
 from .progress import progress_bar
-from .stopping import cut_at_list_end
+from .stopping import cut_reply
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 PLACEHOLDER_KEY = "not-needed"      # local servers (vLLM, llama.cpp) ignore the key
@@ -180,9 +182,8 @@ class OpenAICompatLLM(LLM):
                 time.sleep(min(0.5 * 2 ** attempt, 8.0) * (1 - 0.25 * random.random()))
                 continue
             out = self._parse(resp, time.perf_counter() - t0)
-            if r.params.stop_list_after:     # a server cannot stop there: cut the text
-                out.text, cut = cut_at_list_end(out.text, r.params.stop_list_after)
-                out.finish_reason = "stop" if cut else out.finish_reason
+            out.text, cut = cut_reply(out.text, r.params)    # a server cannot stop there
+            out.finish_reason = "stop" if cut else out.finish_reason
             return out
         raise AssertionError("unreachable")
 

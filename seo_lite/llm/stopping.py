@@ -1,9 +1,20 @@
-"""Where an optimizer's numbered list is over (``GenParams.stop_list_after``).
+"""Where a reply can end early: the optimizer's list (``GenParams.stop_list_after``)
+and a task's answer (``GenParams.answer_end``).
+
+Tokens generated after the point where a parser can read no more are paid for
+and thrown away.  Both rules below find that point as text arrives, and both
+are *exact*: once a rule gives an offset, no continuation of the text changes
+what the parser reads, so cutting there changes no parsed answer.  Local
+backends check every row of a batch as its tokens arrive and end the row
+there; remote ones cut the returned text (:func:`cut_reply`).  A task that
+changes a family's parser must give its own rule (or ``answer_end=()``).
+
+The optimizer's list.
 
 The optimizer is asked for "a numbered list of at most ``max_rules`` rules";
 the parser (:func:`seo_lite.method.experience.parse_rules`) reads the list items and
-keeps the first ``max_rules`` distinct ones.  Tokens generated after that are
-paid for and thrown away, so generation can end as soon as the list is over:
+keeps the first ``max_rules`` distinct ones, so generation can end as soon
+as the list is over:
 
 * ``max_items`` distinct items are complete (a line that is not an indented
   continuation follows the last one; items the parser drops, too short or
@@ -18,6 +29,9 @@ every row of a batch as tokens arrive; remote ones cut the returned text.
 from __future__ import annotations
 
 import re
+from typing import Callable
+
+from .base import LLMError
 
 _LIST_ITEM = re.compile(
     r"^\s{0,3}(?:\(?\d{1,3}[.):\]]|[-*\u2022\u2023\u25cf+]|rule\s*\d{1,3}\s*[:.)-]?)\s+(?P<text>\S.*)$",
@@ -66,7 +80,42 @@ def _item_key(parts: list[str]) -> str | None:
     return key if len(key) >= 3 and re.search(r"[^\W\d_]", key) else None
 
 
-def cut_at_list_end(text: str, max_items: int) -> tuple[str, bool]:
-    """``text`` up to where its list is over (and whether it was cut)."""
-    end = list_end(text + "\n", max_items) if max_items else None
+# -- a task's answer ------------------------------------------------------------------------
+#: name -> ``end(text, *args) -> offset | None``.  Each task family registers its
+#: rule beside its parser (``@answer_end_rule("translation")``); a request names it
+#: with its arguments in ``GenParams.answer_end`` (``("translation", "French", "fr")``),
+#: which is part of the cache key.
+ANSWER_ENDS: dict[str, Callable[..., int | None]] = {}
+
+
+def answer_end_rule(name: str):
+    """Register ``end(text, *args)``: the offset after which the parser of a task
+    reads nothing whatever follows, or None while more text may still count."""
+    def register(fn):
+        ANSWER_ENDS[name] = fn
+        return fn
+    return register
+
+
+def reply_end(text: str, params) -> int | None:
+    """Where ``text`` can be cut under ``params`` (its list is over, or its
+    answer is), or None while the reply must go on."""
+    ends = []
+    if params.stop_list_after:
+        ends.append(list_end(text, params.stop_list_after))
+    if params.answer_end:
+        name, *args = params.answer_end
+        if name not in ANSWER_ENDS:
+            raise LLMError(f"no answer-end rule named {name!r} (known: "
+                           f"{', '.join(sorted(ANSWER_ENDS)) or 'none'}); the task modules "
+                           "register theirs when seo_lite.tasks is imported")
+        ends.append(ANSWER_ENDS[name](text, *args))
+    ends = [e for e in ends if e is not None]
+    return min(ends) if ends else None
+
+
+def cut_reply(text: str, params) -> tuple[str, bool]:
+    """A finished reply up to where it could have ended (and whether it was
+    cut): a stopped reply and one generated to the end give the same text."""
+    end = reply_end(text + "\n", params) if params.stop_list_after or params.answer_end else None
     return (text, False) if end is None else (text[:end].rstrip(), True)

@@ -24,6 +24,8 @@ each, so that label ranking does not penalise a multi-token label.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import os
 import re
@@ -32,6 +34,33 @@ from typing import Any, Sequence
 from .base import Example, Task, TaskError
 from .metrics import accuracy, macro_f1
 from ..llm.base import GenParams
+from ..llm.stopping import answer_end_rule
+
+
+@functools.lru_cache(maxsize=64)
+def _label_pattern(words: tuple[str, ...]) -> re.Pattern:
+    """Any of ``words`` as a whole word, case-insensitive; the longest first
+    ("sci/tech" before "tech")."""
+    alternation = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    return re.compile(rf"(?<![a-z0-9])({alternation})(?![a-z0-9])", re.IGNORECASE)
+
+
+@answer_end_rule("label")
+def label_end(text: str, *words: str) -> int | None:
+    """Where :meth:`Classification.parse_answer` reads no more
+    (``GenParams.answer_end``): its first label word is complete -- a
+    character that cannot continue the word follows it, and no longer word
+    that starts there or before ("world news" after "world") can still
+    complete.  The offset is the end of that word; None while it may go on."""
+    m = _label_pattern(words).search(text)
+    if m is None or m.end() == len(text):
+        return None                                     # "pos" may become "positive"
+    longest = max(len(w) for w in words)
+    for start in range(max(0, len(text) - longest + 1), m.start() + 1):
+        tail = text[start:].lower()
+        if any(len(w) > len(tail) and w.startswith(tail) for w in words):
+            return None
+    return m.end()
 
 
 class Classification(Task):
@@ -51,14 +80,12 @@ class Classification(Task):
         super().__init__(**options)
         if data_file is not None:
             self.data_file = data_file
-        words = []
-        for label in self.labels:
-            for w in (label, *self.synonyms.get(label, ())):
-                words.append((w.lower(), label))
-        words.sort(key=lambda wl: -len(wl[0]))          # "sci/tech" before "tech"
-        alternation = "|".join(re.escape(w) for w, _ in words)
-        self._word_to_label = dict(words)
-        self._pattern = re.compile(rf"(?<![a-z0-9])({alternation})(?![a-z0-9])", re.IGNORECASE)
+        self._word_to_label = {w.lower(): label for label in self.labels
+                               for w in (label, *self.synonyms.get(label, ()))}
+        self._pattern = _label_pattern(tuple(self._word_to_label))
+        # generation ends where parse_answer reads no more (label_end)
+        self.gen_params = dataclasses.replace(self.gen_params,
+                                              answer_end=("label", *self._word_to_label))
 
     # prompt and answer
     def format_input(self, example: Example) -> str:
@@ -252,4 +279,4 @@ def classification_task(data_file: str, *, labels: Sequence[str], text_column: s
 
 
 __all__ = ["Classification", "SST2", "TREC", "AGNews", "TREC_COARSE", "LabelledTexts",
-           "classification_task"]
+           "classification_task", "label_end"]

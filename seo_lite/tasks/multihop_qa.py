@@ -25,6 +25,7 @@ from typing import Any, Sequence
 from .base import Example, Task, TaskError
 from .metrics import best_over_aliases, exact_match, token_f1
 from ..llm.base import GenParams
+from ..llm.stopping import answer_end_rule
 
 EXAMPLE_METRICS = ("f1", "em")
 
@@ -97,6 +98,29 @@ def parse_short_answer(text: str | None) -> str:
     return clean_short_answer(first_sentence(candidate))
 
 
+@answer_end_rule("short_answer")
+def short_answer_end(text: str) -> int | None:
+    """Where :func:`parse_short_answer` reads no more (``GenParams.answer_end``):
+    after its first complete "Answer: ..." line, or the complete line below a
+    bare "Answer:".  The first such line wins whatever follows; before one,
+    any later line could still be it, so the reply goes on.  The offset is
+    the end of that line; None while it may go on."""
+    pos, bare_answer = 0, False
+    for line in text.splitlines(keepends=True):
+        content = (line.splitlines() or [""])[0]
+        if content == line:
+            return None                                 # the last line may still grow
+        pos += len(line)
+        s = content.strip()
+        if not s:
+            continue
+        m = _ANSWER_LINE.match(s)
+        if bare_answer or (m and m.group("a").strip(" *")):
+            return pos
+        bare_answer = m is not None
+    return None
+
+
 # -- the task ------------------------------------------------------------------------------
 def render_paragraphs(titles: Sequence[str], sentences: Sequence[Sequence[str]]) -> str:
     """HotpotQA context as ``Title: sentences`` blocks, one per paragraph."""
@@ -110,7 +134,7 @@ class MultiHopQA(Task):
 
     family = "multihop_qa"
     metric_names = ("em", "f1")
-    gen_params = GenParams(max_new_tokens=32)
+    gen_params = GenParams(max_new_tokens=32, answer_end=("short_answer",))
     with_context: bool = False
     data_file: str = ""
     required_fields: tuple[str, ...] = ("id", "question", "answers")
@@ -219,4 +243,4 @@ class TwoWikiMultihopQA(MultiHopQA):
 
 
 __all__ = ["MultiHopQA", "HotpotQADistractor", "HotpotQAClosedBook", "TwoWikiMultihopQA",
-           "parse_short_answer", "first_sentence", "render_paragraphs"]
+           "parse_short_answer", "short_answer_end", "first_sentence", "render_paragraphs"]

@@ -23,6 +23,8 @@ target language: :func:`bleu_tokenize_for`.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import hashlib
 import os
 import re
@@ -31,6 +33,7 @@ from typing import Any, Sequence
 from .base import Example, Task, TaskError
 from .metrics import bleu_tokenizer, corpus_bleu, corpus_chrf, sentence_chrf
 from ..llm.base import GenParams
+from ..llm.stopping import answer_end_rule
 
 # short code: (English name, FLORES-200 code) -- the columns of our FLORES sample
 LANGUAGES: dict[str, tuple[str, str]] = {
@@ -122,9 +125,6 @@ def bleu_tokenize_for(code: str) -> str:
     return bleu_tokenizer(base)
 
 
-_bleu_tokenize_for = bleu_tokenize_for
-
-
 # -- answer parsing ------------------------------------------------------------------------
 _PREAMBLE = re.compile(r"^(?:sure|certainly|of course|okay|ok|here(?:'s| is| are)|below is|"
                        r"the translation|translation|translated text|output)\b.*[:：]\s*$",
@@ -135,19 +135,30 @@ _QUOTES = [('"', '"'), ("“", "”"), ("„", "“"), ("«", "»"), ("「", "�
            ("‘", "’"), ("*", "*"), ("`", "`")]
 
 
+@functools.lru_cache(maxsize=64)
+def _label_re(labels: tuple[str, ...]) -> re.Pattern:
+    """A label at the start of a line ("Translation:", "German:", "**Output:**")."""
+    return re.compile(r"^\s*(?:\*\*)?(?:translation|translated text|target|output"
+                      + "".join(f"|{re.escape(lb)}(?: translation)?" for lb in labels)
+                      + r")\s*(?:\*\*)?\s*[:：]\s*(?:\*\*)?\s*", re.IGNORECASE)
+
+
+def _is_preamble(line: str, label_re: re.Pattern) -> bool:
+    """A line the parser drops before the translation: "Here is the translation:", a bare label."""
+    return bool(_PREAMBLE.match(line.strip()) or label_re.fullmatch(line.rstrip()))
+
+
 def parse_translation(text: str | None, labels: Sequence[str] = ()) -> str:
     """The translation inside a model reply.  ``labels`` are extra line
     prefixes to strip (the target language's name, e.g. "German")."""
     if not text or not text.strip():
         return ""
     lines = [ln.rstrip() for ln in text.strip().splitlines() if not ln.strip().startswith("```")]
-    label_re = re.compile(r"^\s*(?:\*\*)?(?:translation|translated text|target|output"
-                          + "".join(f"|{re.escape(lb)}(?: translation)?" for lb in labels)
-                          + r")\s*(?:\*\*)?\s*[:：]\s*(?:\*\*)?\s*", re.IGNORECASE)
+    label_re = _label_re(tuple(labels))
     while lines and not lines[0].strip():
         lines.pop(0)
     # a preamble line ("Here is the translation:") followed by the translation
-    while len(lines) > 1 and (_PREAMBLE.match(lines[0].strip()) or label_re.fullmatch(lines[0])):
+    while len(lines) > 1 and _is_preamble(lines[0], label_re):
         lines.pop(0)
         while lines and not lines[0].strip():
             lines.pop(0)
@@ -172,6 +183,30 @@ def parse_translation(text: str | None, labels: Sequence[str] = ()) -> str:
                 if left not in inner and right not in inner:    # not '"a" and "b"'
                     out, changed = inner.strip(), True
     return out
+
+
+@answer_end_rule("translation")
+def translation_end(text: str, *labels: str) -> int | None:
+    """Where :func:`parse_translation` reads no more (``GenParams.answer_end``):
+    at a complete blank line or "Note" line once the first paragraph began.
+    Before it the parser drops blank lines, preamble lines and bare labels
+    (:func:`_is_preamble`; a complete one is followed by a line, so it is
+    dropped), and it ignores lines starting with ```; after it, it reads
+    nothing.  The offset is the start of that line; None while it may go on."""
+    label_re = _label_re(labels)
+    started, pos = False, 0
+    for line in text.splitlines(keepends=True):
+        content = (line.splitlines() or [""])[0]
+        if content == line:
+            return None                                # the last line may still grow
+        s = content.strip()
+        if not s.startswith("```"):
+            if not started:
+                started = bool(s) and not _is_preamble(content, label_re)
+            elif not s or _NOTE.match(s):
+                return pos
+        pos += len(line)
+    return None
 
 
 # -- the task ------------------------------------------------------------------------------
@@ -214,10 +249,11 @@ class Translation(Task):
             raise TaskError(f"unknown translation dataset {dataset!r}; use 'wmt23' or 'flores'")
         self.dataset = dataset
         self.src_name, self.tgt_name = language_name(self.src_lang), language_name(self.tgt_lang)
+        self.gen_params = self._stop_at_answer_end(self.gen_params)
         self.instruction = (f"Translate the following {self.src_name} text into {self.tgt_name}. "
                             f"Reply with the {self.tgt_name} translation only, nothing else.")
-        self.bleu_tokenize = bleu_tokenize or _bleu_tokenize_for(self.tgt_col if dataset == "flores"
-                                                                 else self.tgt_lang)
+        self.bleu_tokenize = bleu_tokenize or bleu_tokenize_for(self.tgt_col if dataset == "flores"
+                                                                else self.tgt_lang)
         if data_file is not None:
             self.data_file = data_file
         super().__init__(**options)
@@ -228,6 +264,10 @@ class Translation(Task):
 
     def parse_answer(self, text: str) -> str:
         return parse_translation(text, labels=(self.tgt_name, self.tgt_lang))
+
+    def _stop_at_answer_end(self, params: GenParams) -> GenParams:
+        """Generation ends where :meth:`parse_answer` reads no more (:func:`translation_end`)."""
+        return dataclasses.replace(params, answer_end=("translation", self.tgt_name, self.tgt_lang))
 
     # metrics
     def score(self, answer: str, example: Example) -> float:
@@ -321,7 +361,7 @@ class ParallelTranslation(Translation):
         self.instruction = (f"Translate the following {self.src_name} text into {self.tgt_name}. "
                             f"Reply with the {self.tgt_name} translation only, nothing else.")
         self.bleu_tokenize = bleu_tokenize or bleu_tokenize_for(self.tgt_lang)
-        self.gen_params = GenParams(max_new_tokens=max_new_tokens)
+        self.gen_params = self._stop_at_answer_end(GenParams(max_new_tokens=max_new_tokens))
         Task.__init__(self, **options)
 
     def example_from_row(self, row: dict) -> Example:
@@ -375,4 +415,4 @@ def translation_task(data_file: str, *, source_column: str = "src", target_colum
 
 __all__ = ["Translation", "ParallelTranslation", "translation_task", "LANGUAGES",
            "WMT23_DIRECTIONS", "parse_translation", "resolve_flores_code", "language_name",
-           "valid_language_codes", "bleu_tokenize_for"]
+           "valid_language_codes", "bleu_tokenize_for", "translation_end"]
