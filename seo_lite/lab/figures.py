@@ -58,7 +58,7 @@ def evolution_figure(run, final: dict | None, path, label: str = "") -> Path:
     fig = plots.experience_evolution([list(e.rules) for e in run.experiences],
                                      [s.decision.accepted for s in run.steps],
                                      title=f"Experience evolution{': ' + label if label else ''}")
-    return plots.save(plots.with_footnote(fig, plots.models_note_many([(run.config, final)])), path)
+    return plots.save(plots.footnote(fig, plots.models_note_many([(run.config, final)])), path)
 
 
 def grid_figures(grid_dir: Path, out: Path, log: Log) -> list[Path]:

@@ -172,11 +172,5 @@ class CallCache:
     def __len__(self) -> int:
         return sum(1 for _ in self.root.glob("??/*.json"))
 
-    def clear(self) -> None:
-        for p in self.root.glob("??/*.json"):
-            p.unlink(missing_ok=True)
-        for p in self.root.glob("??/.*.tmp"):
-            p.unlink(missing_ok=True)
-
     def __repr__(self):
         return f"CallCache({str(self.root)!r})"

@@ -38,12 +38,10 @@ TaskFactory = Callable[..., Task]
 FLORES_PREFIX = "flores:"
 
 
-def _wmt23(pair: str) -> TaskFactory:
-    src, tgt = pair.split("-")
-
+def _translation(src: str, tgt: str, dataset: str) -> TaskFactory:
     def make(**options) -> Task:
-        return Translation(src, tgt, dataset="wmt23", **options)
-    make.__name__ = f"wmt23_{src}_{tgt}"
+        return Translation(src, tgt, dataset=dataset, **options)
+    make.__name__ = f"{dataset}_{src}_{tgt}"
     make.__signature__ = _options_signature(Translation)
     return make
 
@@ -67,7 +65,7 @@ _BUILTIN: dict[str, TaskFactory] = {
     "sst2": SST2,
     "trec": TREC,
     "ag_news": AGNews,
-    **{f"wmt23:{pair}": _wmt23(pair) for pair in WMT23_DIRECTIONS},
+    **{f"wmt23:{pair}": _translation(*pair.split("-"), "wmt23") for pair in WMT23_DIRECTIONS},
 }
 # tasks read from the user's own file: they need options (data_file, columns, labels)
 _FROM_FILE: dict[str, TaskFactory] = {
@@ -125,11 +123,7 @@ def _flores_factory(name: str) -> TaskFactory:
         except TaskError as e:
             errors.append(str(e))
             continue
-
-        def make(**options) -> Task:
-            return Translation(src, tgt, dataset="flores", **options)
-        make.__signature__ = _options_signature(Translation)
-        return make
+        return _translation(src, tgt, "flores")
     if not cuts:
         raise TaskError(f"{name!r}: write FLORES tasks as flores:<src>-<tgt>, e.g. flores:en-de; "
                         f"language codes: {', '.join(valid_language_codes())}")
