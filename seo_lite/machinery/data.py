@@ -1,20 +1,11 @@
 """One loader for every task: a local folder of JSONL files, or the Hub.
 
-``load_examples(task)`` returns the task's pool of :class:`Example` s in the
-common schema (``id``, ``input``, ``answers``, optional ``context``, ``meta``):
-
-* ``source="local"`` reads ``<folder>/<task.data_file>``, where the folder is
-  ``data_dir=``, else the environment variable ``SEO_LITE_DATA``, else the
-  samples that ship with the package (the repository's ``data/``); each line
-  is one JSON object, mapped by ``task.example_from_row(row)``;
-* ``source="hub"`` reads the original dataset with ``datasets.load_dataset``
-  as ``task.hub`` says (``path``, ``name``, ``split``, ``data_files``, or
-  ``join``: several configs zipped row by row, for multi-parallel FLORES) and
-  maps each row with ``task.example_from_hub(row, index)``.
-
-A task of your own needs only ``data_file``; rows ``{"id", "input",
-"answers"}`` (plus optional ``context`` and ``meta``) map onto Examples
-without any code (see data/README.md).
+``load_examples(task)`` returns the task's pool of :class:`Example` s:
+``source="local"`` reads ``task.data_file`` in :func:`data_folder`, one JSON
+object a line (rows ``{"id", "input", "answers"}``, optional ``context`` and
+``meta``, need no code; see data/README.md); ``source="hub"`` reads the
+original dataset with ``datasets.load_dataset`` as ``task.hub`` says
+(``join``: several configs zipped row by row, for multi-parallel FLORES).
 
 ``load_splits`` draws disjoint train / dev / test sets from the pool: a
 seeded shuffle of the pool's row order,
