@@ -168,16 +168,6 @@ def run_comparison(tasks: Sequence[str], seeds: Sequence[int], out: str | os.Pat
 
 
 # -- reading the runs ---------------------------------------------------------------------------------
-def _test_scores(run_dir: Path) -> dict[str, tuple[float, float]]:
-    """example id -> (score with E, score without) from ``eval/test.jsonl``."""
-    out = {}
-    for line in (run_dir / "eval" / "test.jsonl").read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            r = json.loads(line)
-            out[r["example_id"]] = (float(r["with"]["score"]), float(r["without"]["score"]))
-    return out
-
-
 def _training_requests(run) -> dict[str, int]:
     """Generator and optimizer requests (calls + cache hits) over the run's steps."""
     u = add_usage(s.usage for s in run.steps)
@@ -240,6 +230,7 @@ def stratified_bootstrap(per_seed: Sequence[Sequence[float]], *, n_boot: int = 2
 def summarize(task_runs: dict[int, dict[str, Path]], *, n_boot: int = 2000) -> dict:
     """Per-arm scores and paired differences for one task (seeds with all arms present)."""
     from ..method.stats import across_seeds
+    from .results import eval_scores
 
     seeds = sorted(s for s, arms in task_runs.items() if set(arms) >= set(ARMS))
     if not seeds:
@@ -250,7 +241,7 @@ def summarize(task_runs: dict[int, dict[str, Path]], *, n_boot: int = 2000) -> d
     for s in seeds:
         arms = task_runs[s]
         check_equal_budget(arms["llm"], arms["rulebank"])
-        per = {arm: _test_scores(arms[arm]) for arm in ARMS}
+        per = {arm: eval_scores(arms[arm]) for arm in ARMS}
         ids = sorted(per["reference"])
         for arm in ARMS:
             if sorted(per[arm]) != ids:

@@ -1,18 +1,10 @@
 """From an SEOConfig to the objects it names: the task, the data splits, the two models.
 
 The algorithm (:mod:`seo_lite.method.seo`) takes these as arguments and never
-builds them.  Each decision is made here once:
-
-* the task with its options, answer mode and calibration (:func:`make_task`);
-  ``answer_mode="auto"`` means label ranking when the task has a label set
-  and the generator is a local model (a server returns text, not
-  log-probabilities), else the task's own default (:func:`resolve_answer_mode`);
-* whether M_gen and M_opt are one model: the same spec and options give one
-  object, so one model is loaded and its calls are counted once
-  (:func:`make_models`); secret options (API keys) ride in the config's
-  options, which never write them anywhere (:mod:`seo_lite.llm.secrets`);
-* the order: task and data first, so a data error shows before any model
-  loads (:func:`prepare`).
+builds them; each decision is made here once: the task and its answer mode
+(``"auto"``: label ranking needs a local model, since a server returns text,
+not log-probabilities), whether M_gen and M_opt are one model, and the order
+(data first, so a data error shows before any model loads).
 """
 from __future__ import annotations
 

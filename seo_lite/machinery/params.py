@@ -7,15 +7,10 @@ lists, their help and their defaults are read from the dataclass fields
 (:func:`seo_lite.method.config.knob` gives each its help and the paper's symbol),
 so a new field is a parameter and a flag the moment it exists.
 
-Defaults: a knob left at None takes the preset's value (``classroom``
-unless ``PRESET`` / ``--preset`` says otherwise), or the field's default
-when no preset sets it.  Two knobs depend on others: the optimizer is the
-generator (spec and options) unless named, and ``answer_mode="auto"`` picks
-label ranking for a local model on a labelled task
-(:func:`seo_lite.machinery.build.resolve_answer_mode`).  Options that look like
-credentials stay in the config object, which never writes or shows them
-(:mod:`seo_lite.llm.secrets`); in a notebook, keep them in the environment, since
-papermill writes every parameter into the executed copy.
+A knob left at None takes the preset's value (``classroom`` unless ``PRESET``
+/ ``--preset`` says otherwise), else the field's default; :func:`make_setup`
+resolves the two that depend on others.  In a notebook, keep credentials in
+the environment: papermill writes every parameter into the executed copy.
 """
 from __future__ import annotations
 
