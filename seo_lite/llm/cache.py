@@ -40,18 +40,21 @@ class CacheError(RuntimeError):
     """The cache folder cannot be used."""
 
 
+def _cache_off() -> bool:
+    return os.environ.get(ENV_CACHE, "").lower() in ("off", "none", "0")
+
+
 def cache_root() -> Path:
     """``$SEO_LITE_CACHE`` or ``$XDG_CACHE_HOME/seo_lite`` (``~/.cache/seo_lite``)."""
-    env = os.environ.get(ENV_CACHE)
-    if env and env.lower() not in ("off", "none", "0"):
-        return Path(env).expanduser()
+    if os.environ.get(ENV_CACHE) and not _cache_off():
+        return Path(os.environ[ENV_CACHE]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "seo_lite"
 
 
 def default_cache() -> "CallCache | None":
     """The call cache under :func:`cache_root`; ``SEO_LITE_CACHE=off`` disables it."""
-    if os.environ.get(ENV_CACHE, "").lower() in ("off", "none", "0"):
+    if _cache_off():
         return None
     return CallCache(cache_root() / "calls")
 

@@ -65,15 +65,19 @@ def make_models(config: SEOConfig, *, generator=None, optimizer=None):
     return generator, optimizer
 
 
-def prepare(config: SEOConfig, *, task=None, splits=None, generator=None, optimizer=None):
-    """``(task, splits, generator, optimizer)``: what ``config`` names and was not
-    given.  Data and task errors surface here, before any model is loaded."""
+def task_and_splits(config: SEOConfig, *, task=None, splits=None):
+    """``(task, splits)`` that ``config`` names, the ones given kept."""
     from .data import load_splits
 
-    if task is None:
-        task = make_task(config)
+    task = task or make_task(config)
     if splits is None:
         splits = load_splits(task, train=config.train_size, dev=config.dev_size,
                              test=config.test_size, seed=config.seed, source=config.data_source)
-    generator, optimizer = make_models(config, generator=generator, optimizer=optimizer)
-    return task, splits, generator, optimizer
+    return task, splits
+
+
+def prepare(config: SEOConfig, *, task=None, splits=None, generator=None, optimizer=None):
+    """``(task, splits, generator, optimizer)``: what ``config`` names and was not
+    given.  Data and task errors surface here, before any model is loaded."""
+    task, splits = task_and_splits(config, task=task, splits=splits)
+    return (task, splits, *make_models(config, generator=generator, optimizer=optimizer))

@@ -15,18 +15,11 @@ Crash safety.  A step is finished when its line is in ``steps.jsonl``: the
 line is written in one ``write`` and ``fsync``-ed before anything else of
 that step.  On open, a last line that is incomplete (no newline) or not JSON
 is what a kill during the write leaves, and is cut off; a bad line anywhere
-else is real corruption and an error.  The checkpoint and Markdown files are
-rewritten from the log when they are missing, stale or unreadable, so a kill
-between the log and them loses nothing.  Only JSON and Markdown are written,
-never pickle; every file except the log is replaced atomically, and the
-temporary files a kill can leave behind (``.<name>.*.tmp``) are removed when
-the run is opened again.  A log line that parses but is not a step record
-(missing fields, wrong step number) is corruption, reported as a
-:class:`RunError` naming the line, never a traceback from deep inside.
-
-Run names from grids or users go through :func:`safe_run_path`: a name is
-one path component of letters, digits and ``. _ = -``; it can never climb
-out of the output folder.
+else (or a line that is not a step record) is corruption: a :class:`RunError`
+naming the line.  The checkpoint and Markdown files are rewritten from the
+log when they are missing, stale or unreadable, so a kill between the log and
+them loses nothing.  Only JSON and Markdown are written, never pickle; every
+file except the log is replaced atomically (:mod:`seo_lite.machinery.files`).
 """
 from __future__ import annotations
 
