@@ -115,17 +115,14 @@ class RunSetup:
     config: SEOConfig
     out_dir: Path
 
-    @property
-    def generator_secrets(self) -> dict:
-        """Secret options (API keys) of the generator: held by the config, never written."""
-        return {k: v for k, v in self.config.generator_options.items() if is_secret_name(k)}
-
-    @property
-    def optimizer_secrets(self) -> dict:
-        return {k: v for k, v in self.config.optimizer_options.items() if is_secret_name(k)}
+    def secrets(self) -> list[tuple[str, Any]]:
+        """(name, value) of the secret options (API keys) of both models: held by the
+        config, never written."""
+        return [(k, v) for options in (self.config.generator_options, self.config.optimizer_options)
+                for k, v in options.items() if is_secret_name(k)]
 
     def secret_values(self) -> list[str]:
-        return [str(v) for v in {**self.generator_secrets, **self.optimizer_secrets}.values()]
+        return [str(v) for _, v in self.secrets()]
 
     def models(self):
         """The generator and optimizer (one object when they are the same model)."""
@@ -133,7 +130,7 @@ class RunSetup:
 
     def describe(self) -> str:
         """The config as JSON, for the notebook to print (no secret in it)."""
-        hidden = sorted(set(self.generator_secrets) | set(self.optimizer_secrets))
+        hidden = sorted({k for k, _ in self.secrets()})
         note = f"\n(secret options kept out of the config file: {', '.join(hidden)})" if hidden else ""
         return json.dumps(self.config.to_dict(), indent=1, sort_keys=True) + note
 
