@@ -15,7 +15,7 @@ tag once the orders run out), so every reply is a new experience.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from .base import LLM, Completion, Loglikelihoods
@@ -40,9 +40,6 @@ class Phase:
     label_tokens: int = 0           # rank mode: label tokens scored after the prompt
     at_most: bool = False           # requests is an upper bound (duplicates make it fewer)
     estimated: bool = False         # some prompt tokens rest on a placeholder or characters / 4
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class _EmptyCache(CallCache):

@@ -14,7 +14,7 @@ every step.  A real run makes as many calls or fewer.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from ..llm.counting import (CHARS_PER_TOKEN, CountingLLM, Phase, token_counter,  # noqa: F401
                             typical_rules)
@@ -64,7 +64,7 @@ class CostEstimate:
 
     def to_dict(self) -> dict:
         return {"config": self.config.to_dict(), "mode": self.mode,
-                "phases": [p.to_dict() for p in self.phases], "token_counting": self.counters,
+                "phases": [asdict(p) for p in self.phases], "token_counting": self.counters,
                 "assumptions": self.assumptions, "calls": self.total("calls"),
                 "prompt_tokens": self.prompt_tokens, "new_tokens_at_most": self.total("new_tokens"),
                 "price_per_mtok": self.price_per_mtok, "cost_usd": self.cost_usd,
