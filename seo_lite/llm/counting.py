@@ -175,10 +175,9 @@ def _load_tokenizer(source: str, **kw):
 def _gguf_tokenizer(path: Path):
     """The tokenizer of a GGUF file: from its converted checkpoint when there is one
     (``hf_loading.convert_gguf``), else read from the file's metadata (no weights)."""
-    from .cache import cache_root
-    from .hf_loading import file_sha256
+    from .hf_loading import converted_folder
 
-    folder = cache_root() / "models" / f"{path.stem}-{file_sha256(path)[:16]}"
+    folder = converted_folder(path)
     if (folder / "tokenizer_config.json").is_file():
         return _load_tokenizer(str(folder), local_files_only=True)
     return _load_tokenizer(str(path.parent), gguf_file=path.name)
