@@ -7,6 +7,8 @@ The names follow the paper; docs/architecture.md maps each step to its module.
 >>> run = train(config)                      # doctest: +SKIP
 >>> print(run.experience)                    # doctest: +SKIP
 """
+import importlib
+
 from .method.config import PRESETS, ConfigError, SEOConfig
 from .method.experience import Experience
 from .llm import GenParams, LLMError, LoglikelihoodRequest, Request, make_llm
@@ -17,27 +19,15 @@ from .method.seo import (Candidate, SEORun, StepDecision, StepRecord, Trial, pro
 __version__ = "0.1.0"
 
 
+# training, tasks, data and experiments import lazily so `import seo_lite` stays light
+_LAZY = {**dict.fromkeys(("get_task", "list_tasks", "register_task", "Task", "Example"), "tasks"),
+         **dict.fromkeys(("load_splits", "load_examples"), "machinery.data"),
+         **dict.fromkeys(("run_experiment", "report"), "lab.experiment"),
+         "train": "machinery.training", "prepare": "machinery.build", "load_run": "machinery.runs",
+         "estimate_cost": "machinery.dryrun"}          # the dry run: what a config will cost
+
+
 def __getattr__(name):
-    # training, tasks, data and experiments import lazily so `import seo_lite` stays light
-    if name in ("get_task", "list_tasks", "register_task", "Task", "Example"):
-        from . import tasks
-        return getattr(tasks, name)
-    if name in ("load_splits", "load_examples"):
-        from .machinery import data
-        return getattr(data, name)
-    if name in ("run_experiment", "report"):
-        from .lab import experiment
-        return getattr(experiment, name)
-    if name == "train":
-        from .machinery.training import train
-        return train
-    if name == "estimate_cost":                  # the dry run: what a config will cost
-        from .machinery.dryrun import estimate_cost
-        return estimate_cost
-    if name == "prepare":
-        from .machinery.build import prepare
-        return prepare
-    if name == "load_run":
-        from .machinery.runs import load_run
-        return load_run
-    raise AttributeError(f"module 'seo_lite' has no attribute {name!r}")
+    if name not in _LAZY:
+        raise AttributeError(f"module 'seo_lite' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)

@@ -173,17 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from .llm import CacheError, LLMError
+    from .machinery.data import DataError
     from .machinery.runs import RunError
+    from .tasks import TaskError
 
     # OSError: a file the user named is missing, a folder is not writable, the disk is full
-    errs: list[type[BaseException]] = [ConfigError, LLMError, CacheError, RunError, OSError]
-    try:
-        from .machinery.data import DataError
-        from .tasks import TaskError
-        errs += [DataError, TaskError]
-    except ImportError:  # pragma: no cover - tasks package missing
-        pass
-    return tuple(errs)
+    return (ConfigError, LLMError, CacheError, RunError, OSError, DataError, TaskError)
 
 
 def main(argv: list[str] | None = None) -> int:

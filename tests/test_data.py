@@ -26,10 +26,6 @@ def test_splits_sizes_disjoint_and_reproducible(data_dir):
     assert len(train | dev | test) == 120                      # disjoint, no repeats
     assert _ids(load_splits("trec", train=40, dev=20, test=60, seed=3)) == _ids(a)
     assert _ids(load_splits("trec", train=40, dev=20, test=60, seed=4)) != _ids(a)
-    d = a.to_dict()
-    assert d["task"] == "trec" and d["seed"] == 3 and d["source"] == "local"
-    assert d["train"] == [ex.id for ex in a.train] and len(d["test"]) == 60
-    json.dumps(d)                                              # plain JSON
 
 
 def test_splits_are_shuffled_not_file_order(data_dir):

@@ -285,7 +285,7 @@ def test_setup_keeps_secret_options_out_of_the_config():
     saved = setup.config.to_dict()                                  # what config.json holds
     assert saved["generator_options"] == {"base_url": "http://x/v1"} == saved["optimizer_options"]
     assert setup.config.optimizer == "openai:m"
-    assert setup.generator_secrets == {"api_key": "sk-abc123"} == setup.optimizer_secrets
+    assert setup.secrets() == [("api_key", "sk-abc123")] * 2        # the optimizer is the generator
     assert "sk-abc123" not in repr(setup.config) and "sk-abc123" not in setup.config.to_json()
     assert "sk-abc123" not in setup.describe() and "sk-abc123" not in repr(setup)
     assert setup.config.answer_mode is None, "auto: no label ranking through an API"

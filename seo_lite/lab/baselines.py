@@ -8,11 +8,9 @@ Four ways to run one generator on one task, compared on the same test examples:
   and label set, never tuned on data), evaluated exactly like a learned one:
   a run directory with ``steps=0`` and the reference as ``initial_experience``;
 * **SEO, LLM optimizer** -- the paper's method (M_opt = a model);
-* **SEO, rule bank** -- the same SEO with ``optimizer="rulebank"``: random
-  edits of E_t with generic rules (``seo_lite.llm.rulebank``).  Same config,
-  same trials, same D_t draws, same selection: the generator's call budget
-  is the same as the LLM optimizer's (up to candidates that repeat E_t or
-  each other, which are scored once; the figure reports the calls made).
+* **SEO, rule bank** -- the same config with ``optimizer="rulebank"``
+  (:mod:`seo_lite.llm.rulebank`), so the same generator call budget (the
+  figure reports the calls made: repeated candidates are scored once).
 
 Run directories ``<out>/<task>/<arm>-s<seed>`` (arm: ``reference``, ``llm``,
 ``rulebank``); the "no experience" scores are the paired ``without`` side of
@@ -24,11 +22,9 @@ every run (same seed, same test split).  Two commands::
 ``run`` resumes (finished runs are skipped, a half-finished one resumes);
 ``figure`` writes ``comparison-<task>.png`` and ``.json`` per task.
 
-Intervals.  Each arm's test score and each paired difference (arm - no
-experience, SEO-LLM - rule bank) get a 95% *stratified paired bootstrap*:
-the test examples of each seed are resampled (the same indices for both
-arms of a difference), seed means are averaged.  With three or more seeds
-the JSON also gives the t-interval across seed means.
+Each arm's test score and each paired difference get a 95% interval from
+:func:`stratified_bootstrap` (and, with three or more seeds, the t-interval
+across seed means in the JSON).
 """
 from __future__ import annotations
 
@@ -43,6 +39,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from ..llm.usage import add_usage
+from ..machinery.runs import load_run
 from ..method.config import ConfigError, SEOConfig
 from ..method.experience import Experience
 
@@ -170,28 +168,11 @@ def run_comparison(tasks: Sequence[str], seeds: Sequence[int], out: str | os.Pat
 
 
 # -- reading the runs ---------------------------------------------------------------------------------
-def _test_scores(run_dir: Path) -> dict[str, tuple[float, float]]:
-    """example id -> (score with E, score without) from ``eval/test.jsonl``."""
-    out = {}
-    for line in (run_dir / "eval" / "test.jsonl").read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            r = json.loads(line)
-            out[r["example_id"]] = (float(r["with"]["score"]), float(r["without"]["score"]))
-    return out
-
-
-def _training_usage(run_dir: Path) -> dict[str, int]:
-    """Generator requests (calls + cache hits) and optimizer calls over the run's steps."""
-    gen = opt = 0
-    log = run_dir / "steps.jsonl"
-    if log.is_file():
-        for line in log.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                u = json.loads(line).get("usage", {})
-                g, o = u.get("generator", {}), u.get("optimizer", {})
-                gen += g.get("calls", 0) + g.get("cache_hits", 0)
-                opt += o.get("calls", 0) + o.get("cache_hits", 0)
-    return {"generator_requests": gen, "optimizer_requests": opt}
+def _training_requests(run) -> dict[str, int]:
+    """Generator and optimizer requests (calls + cache hits) over the run's steps."""
+    u = add_usage(s.usage for s in run.steps)
+    return {f"{role}_requests": u.get(role, {}).get("calls", 0) + u.get(role, {}).get("cache_hits", 0)
+            for role in ("generator", "optimizer")}
 
 
 def collect(runs_root: str | os.PathLike) -> dict[str, dict[int, dict[str, Path]]]:
@@ -249,6 +230,7 @@ def stratified_bootstrap(per_seed: Sequence[Sequence[float]], *, n_boot: int = 2
 def summarize(task_runs: dict[int, dict[str, Path]], *, n_boot: int = 2000) -> dict:
     """Per-arm scores and paired differences for one task (seeds with all arms present)."""
     from ..method.stats import across_seeds
+    from .results import eval_scores
 
     seeds = sorted(s for s, arms in task_runs.items() if set(arms) >= set(ARMS))
     if not seeds:
@@ -259,7 +241,7 @@ def summarize(task_runs: dict[int, dict[str, Path]], *, n_boot: int = 2000) -> d
     for s in seeds:
         arms = task_runs[s]
         check_equal_budget(arms["llm"], arms["rulebank"])
-        per = {arm: _test_scores(arms[arm]) for arm in ARMS}
+        per = {arm: eval_scores(arms[arm]) for arm in ARMS}
         ids = sorted(per["reference"])
         for arm in ARMS:
             if sorted(per[arm]) != ids:
@@ -268,8 +250,8 @@ def summarize(task_runs: dict[int, dict[str, Path]], *, n_boot: int = 2000) -> d
         scores["none"].append([per["reference"][i][1] for i in ids])
         for arm in ARMS:
             scores[arm].append([per[arm][i][0] for i in ids])
-            usage[arm].append(_training_usage(arms[arm]))
-            final = json.loads((arms[arm] / "final.json").read_text(encoding="utf-8"))
+            run, final = load_run(arms[arm])
+            usage[arm].append(_training_requests(run))
             experiences[arm].append(final.get("experience", []))
     kw = dict(n_boot=n_boot)
     out = {"seeds": seeds, "n_test_per_seed": [len(x) for x in scores["none"]], "arms": {},
@@ -322,7 +304,6 @@ def comparison_figure(task_name: str, summary: dict, out: str | os.PathLike,
               "values": summary["differences"][k]["per_seed"]} for k, lab in labels.items()]
     plots.ablation_bars(diffs, ax=ax2, ylabel="paired difference", limits=(-1.0, 1.0),
                         title="Paired differences")
-    fig.tight_layout()
     u = summary["usage"]
     seeds = summary["seeds"]
     plots.footnote(fig, (models_note + "\n" if models_note else "") +

@@ -21,6 +21,7 @@ from ..machinery.build import prepare
 from ..method.config import SEOConfig
 from ..machinery.files import atomic_write_text
 from ..llm.base import Usage, merge_usage
+from ..llm.usage import add_usage
 from ..machinery.runs import RunDir, load_run
 from ..method.evaluation import evaluate_run
 from ..method.seo import SEORun
@@ -77,7 +78,7 @@ def finalize(run: SEORun, task, splits, generator, optimizer, out=None, *,
             _write_predictions(Path(out) / "eval" / f"{split}.jsonl", comp)
     if splits.dev:
         final["curve"] = curve
-    final["usage"] = {"steps": merge_usage_dicts(s.usage for s in run.steps),
+    final["usage"] = {"steps": add_usage(s.usage for s in run.steps),
                       "evaluation": Usage.diff(merge_usage(generator, optimizer), before)}
     return final
 
@@ -139,13 +140,3 @@ def report(run_dir) -> str:
         text += "\n\n(no final.json yet: the run has not finished its evaluation)"
     return text
 
-
-def merge_usage_dicts(usages) -> dict[str, dict]:
-    """The per-role usage of several steps, added up."""
-    total: dict[str, dict] = {}
-    for u in usages:
-        for role, counts in u.items():
-            acc = total.setdefault(role, {})
-            for k, v in counts.items():
-                acc[k] = acc.get(k, 0) + v
-    return total

@@ -122,8 +122,7 @@ def fan_out(cells: Sequence[GridCell], grid_dir: str | os.PathLike, *, engine: s
         except RuntimeError as e:                # no srun here
             raise RuntimeError(f"{e} (--print-sbatch shows the job; --print-commands suits any scheduler)") from None
         ex.update_parameters(**(slurm or {}))
-        threads = str((slurm or {}).get("cpus_per_task", 1))
-        env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        env = worker_env(0, 1, cpus=int((slurm or {}).get("cpus_per_task", 1)))
         jobs = ex.map_array(CellRunner(), *zip(*[(args[0], [c.to_dict()], *args[1:], env)
                                                   for c in pending]))
         log(f"submitted job array {jobs[0].job_id.split('_')[0]} ({len(jobs)} cells); logs in {logs}")

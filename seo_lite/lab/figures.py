@@ -1,14 +1,9 @@
 """figures/: which files each PNG is made from, rebuilt by ``seo-lite figures [--runs runs] [--out figures]``.
 
 Each builder reads with :mod:`seo_lite.lab.results`, draws with
-:mod:`seo_lite.lab.plots` and saves one PNG.  :func:`build_all` looks under
-``runs_root`` for grids (``grid.json``: ablations, |D_t|, calibration x SEO,
-learning curves, the experience evolution of one baseline run), single runs
-(their learning curves), generalization results
-(``<run>/generalization/<pair>.json``: OOD bars, transfer matrix),
-validation-noise studies (``validation_noise*.json``, chapter 04) and
-baseline comparisons (:func:`seo_lite.lab.baselines.build_figures`).  A run
-without ``final.json`` is left out and reported.  ``figures/seo-step.png`` is
+:mod:`seo_lite.lab.plots` and saves one PNG; :func:`build_all` builds every
+figure the files under ``runs_root`` support (what it looks for:
+:func:`seo_lite.lab.results.discover`).  ``figures/seo-step.png`` is
 :func:`step_figure` of a run's first step.
 """
 from __future__ import annotations
@@ -58,7 +53,7 @@ def evolution_figure(run, final: dict | None, path, label: str = "") -> Path:
     fig = plots.experience_evolution([list(e.rules) for e in run.experiences],
                                      [s.decision.accepted for s in run.steps],
                                      title=f"Experience evolution{': ' + label if label else ''}")
-    return plots.save(plots.with_footnote(fig, plots.models_note_many([(run.config, final)])), path)
+    return plots.save(plots.footnote(fig, plots.models_note_many([(run.config, final)])), path)
 
 
 def grid_figures(grid_dir: Path, out: Path, log: Log) -> list[Path]:

@@ -12,10 +12,7 @@ and a half-finished run directory resumes after its last logged step (the
 run directory's own resume).  Every execution is appended to
 ``<grid>/executions.jsonl``, which is how one can check that nothing ran
 twice; ``<grid>/grid.json`` lists the cells (what figures group runs by).
-
-``run_seo.ipynb`` is a file of the repository, not of the installed
-package: pass its path, or run from a checkout (it is found as
-``notebooks/run_seo.ipynb`` or ``run_seo.ipynb`` from the working folder up).
+``run_seo.ipynb`` is a file of the repository (:func:`find_run_notebook`).
 """
 from __future__ import annotations
 

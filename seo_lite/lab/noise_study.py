@@ -11,8 +11,8 @@ the chance that selection keeps the right one.
 """
 from __future__ import annotations
 
-import math
 import random
+import statistics
 from typing import Any, Sequence
 
 from ..method.seo import sample_validation_set, score_experiences
@@ -56,10 +56,8 @@ def noise_summary(results: dict) -> list[dict]:
         per = results["scores"][str(size)]
         row = {"size": size}
         for n in names:
-            v = per[n]
-            m = sum(v) / len(v)
-            row[f"{n} mean"] = m
-            row[f"{n} sd"] = math.sqrt(sum((x - m) ** 2 for x in v) / max(1, len(v) - 1))
+            row[f"{n} mean"] = statistics.fmean(per[n])
+            row[f"{n} sd"] = statistics.stdev(per[n]) if len(per[n]) > 1 else 0.0
         if best is not None:
             others = [n for n in names if n != best]
             wins = [all(per[best][i] > per[o][i] for o in others) for i in range(results["draws"])]

@@ -73,13 +73,9 @@ def figure(width: float = 6.0, height: float = 3.6, ncols: int = 1):
     return fig, (axes[0, 0] if ncols == 1 else list(axes[0]))
 
 
-def footnote(fig, text: str) -> None:
+def footnote(fig, text: str):
     """Lay the figure out and put small grey text under it, wrapped to its width (a
-    long line would widen the saved canvas and leave half of it empty)."""
-    with_footnote(fig, text)
-
-
-def with_footnote(fig, text: str):
+    long line would widen the saved canvas and leave half of it empty); returns ``fig``."""
     fig.tight_layout()
     chars = max(40, int(fig.get_size_inches()[0] * 16))
     lines = [w for line in text.split("\n") for w in (textwrap.wrap(line, chars) or [""])]
@@ -372,7 +368,7 @@ def validation_noise(study: dict, *, title: str = "The noise of v(E) on a small 
         _log2_axis(axes[1], sizes)
         axes[1].set(ylim=(-0.02, 1.02), xlabel="|D_t|", ylabel="share of draws",
                     title="The better experience wins on D_t")
-    return with_footnote(fig, f"{study.get('task', '')} | {study.get('models', '')} | {study['draws']} draws "
+    return footnote(fig, f"{study.get('task', '')} | {study.get('models', '')} | {study['draws']} draws "
                   f"per size from {study['pool']} training examples; dashed: mean over all of them")
 
 
@@ -401,7 +397,7 @@ def ablations(data: dict):
                   title="Test score with the learned experience", reference=data["reference"])
     ablation_bars(data["diff"], ax=ax2, ylabel="with E_T - without (paired)", limits=(-1.0, 1.0),
                   title="Gain over no experience")
-    return with_footnote(fig, models_note_many(data["runs"]) + f"\nbars: mean over seeds; error bars: "
+    return footnote(fig, models_note_many(data["runs"]) + f"\nbars: mean over seeds; error bars: "
              f"{results.interval_note(data['n_seeds'])}; dots: single seeds; {data['steps']} steps per run, "
              f"n(test) = {data['n_test']} per seed")
 
@@ -426,7 +422,7 @@ def val_size(data: dict):
         ax.set(xlabel="|D_t|", ylabel=ylabel, title=title)
         ax.legend(fontsize=8)
     axes[0].axhline(0, color="black", lw=0.6)
-    return with_footnote(fig, models_note_many(data["runs"]) + f"\nleft: {results.interval_note(data['n_seeds'])}; right: 95% "
+    return footnote(fig, models_note_many(data["runs"]) + f"\nleft: {results.interval_note(data['n_seeds'])}; right: 95% "
              "t-interval across seeds (clipped); validation costs (1 + candidates) x |D_t| generator "
              "calls per step")
 
@@ -442,7 +438,7 @@ def calibration(data: dict):
                   for name, vals in data[key].items()]       # "A alone", "A vs B", "A added to B": A's colour
         ablation_bars(groups, ax=ax, ylabel=ylabel, title=title, limits=limits,
                       chance=data["chance"] if key == "scores" else None)
-    return with_footnote(fig, models_note_many(data["runs"]) + f"\nbars: mean over seeds {data['seeds']}; error bars: "
+    return footnote(fig, models_note_many(data["runs"]) + f"\nbars: mean over seeds {data['seeds']}; error bars: "
              f"95% t-interval across {len(data['seeds'])} seeds; dots: single seeds; a difference has "
              "the colour of what it adds; right: differences of the left bars, seed by seed, on the same "
              "test examples")
@@ -459,7 +455,7 @@ def curves(data: dict, title: str = "Learning curves"):
                         show_mean=False)
     else:
         ax2.set_axis_off()
-    return with_footnote(fig, models_note_many(data["runs"]))
+    return footnote(fig, models_note_many(data["runs"]))
 
 
 def _study_note(rows: list[dict], what: str, n_label: str = "examples") -> str:
@@ -480,7 +476,7 @@ def ood(rows: list[dict]):
                                f"[{r['diff']['low']:+.3f}, {r['diff']['high']:+.3f}]",
                       "with": r["with"], "without": r["without"]} for lab, r in entries],
                     ax=ax, title=f"{res['pair']}: E_T learned on {res['train_task']}")
-    return with_footnote(fig, _study_note(rows, "mean per-example score (QA: token F1, translation: chrF/100)"))
+    return footnote(fig, _study_note(rows, "mean per-example score (QA: token F1, translation: chrF/100)"))
 
 
 def transfer(matrix: dict, rows: list[dict], row_labels: list[str]):
@@ -508,7 +504,7 @@ def transfer(matrix: dict, rows: list[dict], row_labels: list[str]):
            title="Transfer across translation directions")
     fig.colorbar(im, ax=ax, shrink=0.85).set_label("chrF gain with E_T (points)")
     n = ", ".join(map(str, sorted({c["n"] for c in matrix["cells"].values()})))
-    return with_footnote(fig, _study_note(rows, f"cells: paired chrF difference (with E_T - without), n = {n} "
+    return footnote(fig, _study_note(rows, f"cells: paired chrF difference (with E_T - without), n = {n} "
                                      "sentences per seed; framed: the direction the experience was learned "
                                      "on (its test split)", "sentences"))
 

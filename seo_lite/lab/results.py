@@ -69,11 +69,17 @@ def score(final: dict, split: str = "test", key: str = "diff") -> float:
     return comp["paired"]["diff"]["mean"] if key == "diff" else comp[key]["score"]["mean"]
 
 
-def per_example(run, split: str = "test", key: str = "diff") -> list[float]:
-    """Per-example scores from ``eval/<split>.jsonl``: with E_T, without, or the difference."""
-    path = Path(run.run_dir) / "eval" / f"{split}.jsonl"
+def eval_scores(run_dir, split: str = "test") -> dict[str, tuple[float, float]]:
+    """example id -> (score with E_T, score without) from ``eval/<split>.jsonl`` (empty if none)."""
+    path = Path(run_dir) / "eval" / f"{split}.jsonl"
     lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
-    pairs = [(r["with"]["score"], r["without"]["score"]) for r in map(json.loads, filter(str.strip, lines))]
+    return {r["example_id"]: (float(r["with"]["score"]), float(r["without"]["score"]))
+            for r in map(json.loads, filter(str.strip, lines))}
+
+
+def per_example(run, split: str = "test", key: str = "diff") -> list[float]:
+    """Per-example scores of a run: with E_T, without, or the difference."""
+    pairs = eval_scores(run.run_dir, split).values()
     return [w - wo if key == "diff" else (w if key == "with" else wo) for w, wo in pairs]
 
 

@@ -6,21 +6,17 @@ is the SHA-256 of everything that changes the answer: the model's identity
 the messages, every generation parameter and, when sampling, the sample
 index.  API keys never enter the key or the file.
 
-Why one file per entry: writes go to a temporary file in the entry's own
-folder, ``.<key>.json.<host>.<pid>.<random>.tmp``, that is renamed into place
+Why one file per entry: a write goes to a temporary file in the entry's own
+folder, ``.<key>.json.<host>.<pid>.<random>.tmp``, renamed into place
 (``os.replace`` is atomic, also on NFS within one folder), so processes
-sharing one cache folder (the cells of a grid, on one machine or on many
-hosts of a cluster) never see a half-written entry and never need a lock;
-two writers of one key write the same answer, and the last rename wins.  A
-killed writer leaves its temporary file behind; the next write of that key
-sweeps the temporary files whose pid no longer runs, but only those of its
-own host: a pid means nothing on another machine, so another host's file
-may be a write in progress.  No SQLite, no lock files: a shared filesystem
-(NFS, Lustre) handles renames, not locks, reliably.  Each file
-also stores the full key payload, so a read checks it really holds the
-answer asked for; a file that cannot be read or does not match (a corrupt
-entry), or whose answer has the wrong shape for the request (checked by the
-caller, ``LLM``), is reported, counted and recomputed, never trusted.
+sharing one cache folder (a grid's cells, on one machine or many hosts) never
+see a half-written entry and need no lock (a shared filesystem handles
+renames, not locks, reliably); two writers of one key write the same answer.
+A killed writer's temporary file is swept by the next write of that key if
+its pid no longer runs on this host (another host's may be in progress).
+Each file also stores the full key payload, so a read checks it holds the
+answer asked for; an entry that cannot be read, does not match or has the
+wrong shape for the request is reported, counted and recomputed, never trusted.
 """
 from __future__ import annotations
 
@@ -44,18 +40,21 @@ class CacheError(RuntimeError):
     """The cache folder cannot be used."""
 
 
+def _cache_off() -> bool:
+    return os.environ.get(ENV_CACHE, "").lower() in ("off", "none", "0")
+
+
 def cache_root() -> Path:
     """``$SEO_LITE_CACHE`` or ``$XDG_CACHE_HOME/seo_lite`` (``~/.cache/seo_lite``)."""
-    env = os.environ.get(ENV_CACHE)
-    if env and env.lower() not in ("off", "none", "0"):
-        return Path(env).expanduser()
+    if os.environ.get(ENV_CACHE) and not _cache_off():
+        return Path(os.environ[ENV_CACHE]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "seo_lite"
 
 
 def default_cache() -> "CallCache | None":
     """The call cache under :func:`cache_root`; ``SEO_LITE_CACHE=off`` disables it."""
-    if os.environ.get(ENV_CACHE, "").lower() in ("off", "none", "0"):
+    if _cache_off():
         return None
     return CallCache(cache_root() / "calls")
 
@@ -171,12 +170,6 @@ class CallCache:
 
     def __len__(self) -> int:
         return sum(1 for _ in self.root.glob("??/*.json"))
-
-    def clear(self) -> None:
-        for p in self.root.glob("??/*.json"):
-            p.unlink(missing_ok=True)
-        for p in self.root.glob("??/.*.tmp"):
-            p.unlink(missing_ok=True)
 
     def __repr__(self):
         return f"CallCache({str(self.root)!r})"

@@ -10,10 +10,8 @@
    one call share one answer);
 3. caches every answer the moment it arrives, so a crash or a failing server
    loses at most the answers still in flight;
-4. counts calls, cache hits, prompt tokens (requested and computed),
-   generated tokens and seconds per role in ``usage``;
-5. passes the caller's ``progress=`` description to the backend with the list
-   of misses (``progress.py``).
+4. counts calls, cache hits, tokens and seconds per role in ``usage``;
+5. passes the caller's ``progress=`` description on (``progress.py``).
 
 A learner reading the algorithm can skip this file: it changes what a model
 call costs, never what it answers.

@@ -15,7 +15,7 @@ tag once the orders run out), so every reply is a new experience.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from .base import LLM, Completion, Loglikelihoods
@@ -40,9 +40,6 @@ class Phase:
     label_tokens: int = 0           # rank mode: label tokens scored after the prompt
     at_most: bool = False           # requests is an upper bound (duplicates make it fewer)
     estimated: bool = False         # some prompt tokens rest on a placeholder or characters / 4
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class _EmptyCache(CallCache):
@@ -178,10 +175,9 @@ def _load_tokenizer(source: str, **kw):
 def _gguf_tokenizer(path: Path):
     """The tokenizer of a GGUF file: from its converted checkpoint when there is one
     (``hf_loading.convert_gguf``), else read from the file's metadata (no weights)."""
-    from .cache import cache_root
-    from .hf_loading import file_sha256
+    from .hf_loading import converted_folder
 
-    folder = cache_root() / "models" / f"{path.stem}-{file_sha256(path)[:16]}"
+    folder = converted_folder(path)
     if (folder / "tokenizer_config.json").is_file():
         return _load_tokenizer(str(folder), local_files_only=True)
     return _load_tokenizer(str(path.parent), gguf_file=path.name)

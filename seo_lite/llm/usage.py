@@ -1,12 +1,4 @@
-"""Usage accounting: what each role (generator, optimizer, ...) cost.
-
-Per role: requests a model answered (``calls``) and answered from the cache
-(``cache_hits``), prompt tokens requested (``prompt_tokens``) and actually
-computed (``prompt_tokens_computed``: less when a shared prompt prefix ran
-once for many requests), tokens generated (``completion_tokens``) and, when a
-caller records it, how many of those its parser kept
-(``completion_tokens_kept``), wall time, and unreadable cache entries.
-"""
+"""Usage accounting: what each role (generator, optimizer, ...) cost, in the fields of :class:`RoleUsage`."""
 from __future__ import annotations
 
 import threading
@@ -74,13 +66,15 @@ class Usage:
 def merge_usage(*llms) -> dict[str, dict]:
     """One usage table for several models (generator and optimizer may be one
     object; it is counted once)."""
-    seen, out = set(), {}
-    for llm in llms:
-        if id(llm.usage) in seen:
-            continue
-        seen.add(id(llm.usage))
-        for role, u in llm.usage.to_dict().items():
-            acc = out.setdefault(role, {k: 0 for k in u})
-            for k, v in u.items():
-                acc[k] += v
-    return out
+    return add_usage(u.to_dict() for u in {id(llm.usage): llm.usage for llm in llms}.values())
+
+
+def add_usage(tables) -> dict[str, dict]:
+    """Per-role usage tables (``Usage.to_dict()``, a step's ``usage``) added up."""
+    total: dict[str, dict] = {}
+    for table in tables:
+        for role, counts in table.items():
+            acc = total.setdefault(role, {})
+            for k, v in counts.items():
+                acc[k] = acc.get(k, 0) + v
+    return total

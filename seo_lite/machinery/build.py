@@ -1,18 +1,10 @@
 """From an SEOConfig to the objects it names: the task, the data splits, the two models.
 
 The algorithm (:mod:`seo_lite.method.seo`) takes these as arguments and never
-builds them.  Each decision is made here once:
-
-* the task with its options, answer mode and calibration (:func:`make_task`);
-  ``answer_mode="auto"`` means label ranking when the task has a label set
-  and the generator is a local model (a server returns text, not
-  log-probabilities), else the task's own default (:func:`resolve_answer_mode`);
-* whether M_gen and M_opt are one model: the same spec and options give one
-  object, so one model is loaded and its calls are counted once
-  (:func:`make_models`); secret options (API keys) ride in the config's
-  options, which never write them anywhere (:mod:`seo_lite.llm.secrets`);
-* the order: task and data first, so a data error shows before any model
-  loads (:func:`prepare`).
+builds them; each decision is made here once: the task and its answer mode
+(``"auto"``: label ranking needs a local model, since a server returns text,
+not log-probabilities), whether M_gen and M_opt are one model, and the order
+(data first, so a data error shows before any model loads).
 """
 from __future__ import annotations
 
@@ -73,15 +65,19 @@ def make_models(config: SEOConfig, *, generator=None, optimizer=None):
     return generator, optimizer
 
 
-def prepare(config: SEOConfig, *, task=None, splits=None, generator=None, optimizer=None):
-    """``(task, splits, generator, optimizer)``: what ``config`` names and was not
-    given.  Data and task errors surface here, before any model is loaded."""
+def task_and_splits(config: SEOConfig, *, task=None, splits=None):
+    """``(task, splits)`` that ``config`` names, the ones given kept."""
     from .data import load_splits
 
-    if task is None:
-        task = make_task(config)
+    task = task or make_task(config)
     if splits is None:
         splits = load_splits(task, train=config.train_size, dev=config.dev_size,
                              test=config.test_size, seed=config.seed, source=config.data_source)
-    generator, optimizer = make_models(config, generator=generator, optimizer=optimizer)
-    return task, splits, generator, optimizer
+    return task, splits
+
+
+def prepare(config: SEOConfig, *, task=None, splits=None, generator=None, optimizer=None):
+    """``(task, splits, generator, optimizer)``: what ``config`` names and was not
+    given.  Data and task errors surface here, before any model is loaded."""
+    task, splits = task_and_splits(config, task=task, splits=splits)
+    return (task, splits, *make_models(config, generator=generator, optimizer=optimizer))

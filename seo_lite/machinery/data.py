@@ -1,20 +1,11 @@
 """One loader for every task: a local folder of JSONL files, or the Hub.
 
-``load_examples(task)`` returns the task's pool of :class:`Example` s in the
-common schema (``id``, ``input``, ``answers``, optional ``context``, ``meta``):
-
-* ``source="local"`` reads ``<folder>/<task.data_file>``, where the folder is
-  ``data_dir=``, else the environment variable ``SEO_LITE_DATA``, else the
-  samples that ship with the package (the repository's ``data/``); each line
-  is one JSON object, mapped by ``task.example_from_row(row)``;
-* ``source="hub"`` reads the original dataset with ``datasets.load_dataset``
-  as ``task.hub`` says (``path``, ``name``, ``split``, ``data_files``, or
-  ``join``: several configs zipped row by row, for multi-parallel FLORES) and
-  maps each row with ``task.example_from_hub(row, index)``.
-
-A task of your own needs only ``data_file``; rows ``{"id", "input",
-"answers"}`` (plus optional ``context`` and ``meta``) map onto Examples
-without any code (see data/README.md).
+``load_examples(task)`` returns the task's pool of :class:`Example` s:
+``source="local"`` reads ``task.data_file`` in :func:`data_folder`, one JSON
+object a line (rows ``{"id", "input", "answers"}``, optional ``context`` and
+``meta``, need no code; see data/README.md); ``source="hub"`` reads the
+original dataset with ``datasets.load_dataset`` as ``task.hub`` says
+(``join``: several configs zipped row by row, for multi-parallel FLORES).
 
 ``load_splits`` draws disjoint train / dev / test sets from the pool: a
 seeded shuffle of the pool's row order,
@@ -160,10 +151,6 @@ def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> list[tuple[int, di
 
 
 # -- one loader --------------------------------------------------------------------------------
-def _as_task(task: Task | str) -> Task:
-    return task if isinstance(task, Task) else get_task(task)
-
-
 def _row_to_example(task: Task, row: dict) -> Example:
     mapper = getattr(task, "example_from_row", None)
     if mapper is not None:
@@ -263,7 +250,7 @@ def load_examples(task: Task | str, *, source: str = "local",
         raise DataError(f"unknown source {source!r}; use one of {SOURCES}")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise DataError(f"limit must be a positive integer or None, got {limit!r}")
-    task = _as_task(task)
+    task = get_task(task)
     return _load_hub(task, limit) if source == "hub" else _load_local(task, data_dir, limit)
 
 
@@ -281,12 +268,6 @@ class Splits:
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "dev": len(self.dev), "test": len(self.test)}
-
-    def to_dict(self) -> dict:
-        """The ids of each split, with the task, seed and source (a run directory keeps only the ids)."""
-        return {"task": self.task, "seed": self.seed, "source": self.source,
-                "train": [ex.id for ex in self.train], "dev": [ex.id for ex in self.dev],
-                "test": [ex.id for ex in self.test]}
 
 
 def seeded_order(n: int, seed: int) -> list[int]:
@@ -315,7 +296,7 @@ def load_splits(task: Task | str, *, train: int, dev: int, test: int, seed: int 
                 source: str = "local", data_dir: str | os.PathLike | None = None) -> Splits:
     """Disjoint train / dev / test splits of the requested sizes, reproducible for a seed."""
     _check_sizes(train=train, dev=dev, test=test)
-    task = _as_task(task)
+    task = get_task(task)
     pool = load_examples(task, source=source, data_dir=data_dir)
     total = train + dev + test
     if total > len(pool):
@@ -355,7 +336,7 @@ def load_eval_set(pair: str, eval_task: Task | str, *, size: int, train: int, de
         raise DataError(f"unknown generalization pair {pair!r}; known: {', '.join(GENERALIZATION)}")
     _check_sizes(size=size, train=train, dev=dev)
     spec = GENERALIZATION[pair]
-    target = _as_task(eval_task)
+    target = get_task(eval_task)
     allowed = {get_task(n).name for n in spec["eval"]}
     if target.name not in allowed:
         raise DataError(f"{pair!r} evaluates on {', '.join(sorted(allowed))}, not {target.name!r}")

@@ -14,7 +14,7 @@ every step.  A real run makes as many calls or fewer.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from ..llm.counting import (CHARS_PER_TOKEN, CountingLLM, Phase, token_counter,  # noqa: F401
                             typical_rules)
@@ -64,7 +64,7 @@ class CostEstimate:
 
     def to_dict(self) -> dict:
         return {"config": self.config.to_dict(), "mode": self.mode,
-                "phases": [p.to_dict() for p in self.phases], "token_counting": self.counters,
+                "phases": [asdict(p) for p in self.phases], "token_counting": self.counters,
                 "assumptions": self.assumptions, "calls": self.total("calls"),
                 "prompt_tokens": self.prompt_tokens, "new_tokens_at_most": self.total("new_tokens"),
                 "price_per_mtok": self.price_per_mtok, "cost_usd": self.cost_usd,
@@ -118,15 +118,11 @@ def estimate_cost(config: SEOConfig, *, price_per_mtok=None, tokens_per_second=N
     ``tokens_per_second``: ``"GEN"`` or ``"PROMPT,GEN"`` tokens per second.
     ``*_tokenizer``: a local folder holding that model's tokenizer files, used
     instead of the one the spec finds."""
-    from .build import make_task, same_model
-    from .data import load_splits
+    from .build import same_model, task_and_splits
 
     price = parse_rates(price_per_mtok, "price_per_mtok")
     rate = parse_rates(tokens_per_second, "tokens_per_second", optional_first=True)
-    task = task or make_task(config)
-    if splits is None:
-        splits = load_splits(task, train=config.train_size, dev=config.dev_size,
-                             test=config.test_size, seed=config.seed, source=config.data_source)
+    task, splits = task_and_splits(config, task=task, splits=splits)
     gen = token_counter(config.generator, config.generator_options, generator_tokenizer)
     opt = (gen if same_model(config) and optimizer_tokenizer == generator_tokenizer else
            token_counter(config.optimizer, config.optimizer_options, optimizer_tokenizer))

@@ -7,15 +7,10 @@ lists, their help and their defaults are read from the dataclass fields
 (:func:`seo_lite.method.config.knob` gives each its help and the paper's symbol),
 so a new field is a parameter and a flag the moment it exists.
 
-Defaults: a knob left at None takes the preset's value (``classroom``
-unless ``PRESET`` / ``--preset`` says otherwise), or the field's default
-when no preset sets it.  Two knobs depend on others: the optimizer is the
-generator (spec and options) unless named, and ``answer_mode="auto"`` picks
-label ranking for a local model on a labelled task
-(:func:`seo_lite.machinery.build.resolve_answer_mode`).  Options that look like
-credentials stay in the config object, which never writes or shows them
-(:mod:`seo_lite.llm.secrets`); in a notebook, keep them in the environment, since
-papermill writes every parameter into the executed copy.
+A knob left at None takes the preset's value (``classroom`` unless ``PRESET``
+/ ``--preset`` says otherwise), else the field's default; :func:`make_setup`
+resolves the two that depend on others.  In a notebook, keep credentials in
+the environment: papermill writes every parameter into the executed copy.
 """
 from __future__ import annotations
 
@@ -120,17 +115,14 @@ class RunSetup:
     config: SEOConfig
     out_dir: Path
 
-    @property
-    def generator_secrets(self) -> dict:
-        """Secret options (API keys) of the generator: held by the config, never written."""
-        return {k: v for k, v in self.config.generator_options.items() if is_secret_name(k)}
-
-    @property
-    def optimizer_secrets(self) -> dict:
-        return {k: v for k, v in self.config.optimizer_options.items() if is_secret_name(k)}
+    def secrets(self) -> list[tuple[str, Any]]:
+        """(name, value) of the secret options (API keys) of both models: held by the
+        config, never written."""
+        return [(k, v) for options in (self.config.generator_options, self.config.optimizer_options)
+                for k, v in options.items() if is_secret_name(k)]
 
     def secret_values(self) -> list[str]:
-        return [str(v) for v in {**self.generator_secrets, **self.optimizer_secrets}.values()]
+        return [str(v) for _, v in self.secrets()]
 
     def models(self):
         """The generator and optimizer (one object when they are the same model)."""
@@ -138,7 +130,7 @@ class RunSetup:
 
     def describe(self) -> str:
         """The config as JSON, for the notebook to print (no secret in it)."""
-        hidden = sorted(set(self.generator_secrets) | set(self.optimizer_secrets))
+        hidden = sorted({k for k, _ in self.secrets()})
         note = f"\n(secret options kept out of the config file: {', '.join(hidden)})" if hidden else ""
         return json.dumps(self.config.to_dict(), indent=1, sort_keys=True) + note
 

@@ -15,18 +15,11 @@ Crash safety.  A step is finished when its line is in ``steps.jsonl``: the
 line is written in one ``write`` and ``fsync``-ed before anything else of
 that step.  On open, a last line that is incomplete (no newline) or not JSON
 is what a kill during the write leaves, and is cut off; a bad line anywhere
-else is real corruption and an error.  The checkpoint and Markdown files are
-rewritten from the log when they are missing, stale or unreadable, so a kill
-between the log and them loses nothing.  Only JSON and Markdown are written,
-never pickle; every file except the log is replaced atomically, and the
-temporary files a kill can leave behind (``.<name>.*.tmp``) are removed when
-the run is opened again.  A log line that parses but is not a step record
-(missing fields, wrong step number) is corruption, reported as a
-:class:`RunError` naming the line, never a traceback from deep inside.
-
-Run names from grids or users go through :func:`safe_run_path`: a name is
-one path component of letters, digits and ``. _ = -``; it can never climb
-out of the output folder.
+else (or a line that is not a step record) is corruption: a :class:`RunError`
+naming the line.  The checkpoint and Markdown files are rewritten from the
+log when they are missing, stale or unreadable, so a kill between the log and
+them loses nothing.  Only JSON and Markdown are written, never pickle; every
+file except the log is replaced atomically (:mod:`seo_lite.machinery.files`).
 """
 from __future__ import annotations
 
@@ -140,17 +133,7 @@ class RunDir:
         self._remove_stale_temporaries()
         self._write_json("config.json", config.to_dict())
         self._write_json("splits.json", ids)
-        records = []
-        for i, d in enumerate(self._read_log()):
-            try:
-                records.append(record_from_dict(d))
-            except (KeyError, TypeError, ValueError, AttributeError) as e:
-                raise RunError(f"{self.log}: line {i + 1} is not a step record "
-                               f"({type(e).__name__}: {e}); the log is damaged") from None
-            if records[-1].step != i:
-                raise RunError(f"{self.log}: line {i + 1} holds step {records[-1].step!r}, "
-                               f"expected {i}; the log is not one run's steps in order")
-        records = records[: config.steps] if len(records) > config.steps else records
+        records = _records(self._read_log(), self.log)[: config.steps]
         initial = Experience(config.initial_experience)
         self._write_experience(0, initial)
         for r in records:
@@ -258,6 +241,25 @@ def _parse_log(data: bytes, log: Path) -> tuple[list[dict], int, str | None]:
     return out, good_bytes, None
 
 
+def _records(dicts: list[dict], log: Path, *, lenient_last: bool = False) -> list[StepRecord]:
+    """Step records of the log's lines, in order; a line that is not one is a
+    :class:`RunError` (with ``lenient_last``, a damaged last line of a run that
+    is still going or crashed is left out)."""
+    records = []
+    for i, d in enumerate(dicts):
+        try:
+            records.append(record_from_dict(d))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            if lenient_last and i == len(dicts) - 1:
+                break
+            raise RunError(f"{log}: line {i + 1} is not a step record "
+                           f"({type(e).__name__}: {e}); the log is damaged") from None
+        if records[-1].step != i:
+            raise RunError(f"{log}: line {i + 1} holds step {records[-1].step!r}, "
+                           f"expected {i}; the log is not one run's steps in order")
+    return records
+
+
 def load_run(path: str | os.PathLike) -> tuple[SEORun, dict | None]:
     """Read a run directory back as an :class:`~seo_lite.method.seo.SEORun` (and its
     ``final.json`` results, or None).  Figures and reports start here."""
@@ -266,14 +268,6 @@ def load_run(path: str | os.PathLike) -> tuple[SEORun, dict | None]:
         raise RunError(f"{rd.path} is not a run directory (no config.json)")
     config = rd._read_config(rd.path / "config.json")
     dicts = _parse_log(rd.log.read_bytes(), rd.log)[0] if rd.log.exists() else []
-    records = []
-    for i, d in enumerate(dicts):
-        try:
-            records.append(record_from_dict(d))
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            if i == len(dicts) - 1:
-                break          # damaged last line of a run that is still going or crashed
-            raise RunError(f"{rd.log}: line {i + 1} is corrupt ({e})") from e
-    run = SEORun(config, records, Experience(config.initial_experience), str(rd.path))
+    run = SEORun(config, _records(dicts, rd.log, lenient_last=True), Experience(config.initial_experience), str(rd.path))
     final = rd._read_json("final.json", required=False)
     return run, final

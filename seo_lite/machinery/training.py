@@ -1,13 +1,9 @@
 """Training in a run directory: SEO's steps, each logged as it finishes, resumable.
 
-:func:`train` is the file-backed wrapper around the algorithm's loop
-(:func:`seo_lite.method.seo.seo_steps`): it opens the run directory
-(:class:`seo_lite.machinery.runs.RunDir`: a new run, or the finished steps of an
-interrupted one with the same config), continues after the last finished
-step, appends every new step to ``steps.jsonl`` before the next begins, and
-shows a progress bar.  A run killed at any point resumes where it stopped and
-draws what an unbroken run would (every draw of step t comes from
-``step_rng(seed, t, ...)``).
+:func:`train` wraps the algorithm's loop (:func:`seo_lite.method.seo.seo_steps`)
+with a run directory (:class:`seo_lite.machinery.runs.RunDir`).  A run killed at
+any point resumes where it stopped and draws what an unbroken run would (every
+draw of step t comes from ``step_rng(seed, t, ...)``).
 """
 from __future__ import annotations
 

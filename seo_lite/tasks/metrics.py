@@ -7,21 +7,15 @@ difference of two of them,
 
 and reports need the corpus numbers every paper prints.  Both live here:
 
-* **QA** -- exact match and token F1 after SQuAD normalisation (lowercase,
-  drop ASCII punctuation, drop the articles a/an/the, squeeze whitespace),
-  each the best over the gold answer and its aliases:
+* **QA** -- exact match and token F1 after SQuAD normalisation, each the best
+  over the gold answer and its aliases:
 
       F1 = 2 P R / (P + R),  P = |common tokens| / |predicted tokens|,
                              R = |common tokens| / |gold tokens|;
 
-* **translation** -- corpus BLEU and chrF through sacrebleu.  BLEU counts
-  word n-grams, so it needs a tokenizer that finds words: Chinese has no
-  spaces (``"zh"`` splits it into characters), Japanese wants MeCab
-  (``"ja-mecab"``, which needs the ``mecab-python3`` and ``ipadic``
-  packages; without them we fall back to ``"char"``), Korean likewise
-  (``"ko-mecab"``, else ``"char"``), everything else uses sacrebleu's
-  default ``"13a"``.  chrF counts character n-grams and needs no tokenizer;
-  the per-example score is sentence chrF / 100;
+* **translation** -- corpus BLEU (tokenized per target language:
+  :func:`bleu_tokenizer`) and chrF through sacrebleu; the per-example score
+  is sentence chrF / 100;
 * **classification** -- accuracy and macro-F1 over the task's label set (an
   unparseable answer is simply wrong: it lowers the recall of its gold class).
 

@@ -1,23 +1,12 @@
 """Task names -> Task objects: ``get_task("trec", answer_mode="rank")``.
 
 A name maps to a *factory*, any callable that takes keyword options and
-returns a :class:`~seo_lite.tasks.base.Task`.  Built in:
-
-* ``hotpotqa`` (distractor: question + 10 paragraphs), ``hotpotqa_closedbook``,
-  ``2wikimultihopqa``;
-* ``sst2``, ``trec``, ``ag_news``;
-* ``wmt23:<src>-<tgt>`` for de-en, en-cs, en-de, en-ja, en-ru, en-zh, ja-en, zh-en;
-* ``flores:<src>-<tgt>`` for any two FLORES-200 columns, named by short codes
-  (``flores:en-de``) or FLORES codes (``flores:eng_Latn-deu_Latn``); the
-  task's canonical name uses short codes where there is one;
-* ``translation`` and ``classification``: your own JSONL file, no code --
-  ``get_task("translation", data_file="my.jsonl", source_column="eng",
-  target_column="fra", source_lang="en", target_lang="fr")`` or
-  ``get_task("classification", data_file="my.jsonl", labels=["yes", "no"])``
-  (the same as :func:`~seo_lite.tasks.translation.translation_task` and
-  :func:`~seo_lite.tasks.classification.classification_task`; in a config,
-  ``task="translation"`` with those keywords in ``task_options``).  They need
-  options, so :func:`list_tasks` does not list them.
+returns a :class:`~seo_lite.tasks.base.Task`: the built-ins below
+(:func:`list_tasks` names them), ``flores:<src>-<tgt>`` for any two FLORES-200
+columns (short codes ``en-de`` or FLORES codes ``eng_Latn-deu_Latn``), and
+``translation`` / ``classification``: your own JSONL file, no code
+(``get_task("classification", data_file="my.jsonl", labels=["yes", "no"])``;
+in a config, those keywords go in ``task_options``).
 
 Any other task: ``register_task("my_task", MyTask)`` (see data/README.md).
 Unknown names, options and language codes raise :class:`TaskError` listing
@@ -38,12 +27,10 @@ TaskFactory = Callable[..., Task]
 FLORES_PREFIX = "flores:"
 
 
-def _wmt23(pair: str) -> TaskFactory:
-    src, tgt = pair.split("-")
-
+def _translation(src: str, tgt: str, dataset: str) -> TaskFactory:
     def make(**options) -> Task:
-        return Translation(src, tgt, dataset="wmt23", **options)
-    make.__name__ = f"wmt23_{src}_{tgt}"
+        return Translation(src, tgt, dataset=dataset, **options)
+    make.__name__ = f"{dataset}_{src}_{tgt}"
     make.__signature__ = _options_signature(Translation)
     return make
 
@@ -67,7 +54,7 @@ _BUILTIN: dict[str, TaskFactory] = {
     "sst2": SST2,
     "trec": TREC,
     "ag_news": AGNews,
-    **{f"wmt23:{pair}": _wmt23(pair) for pair in WMT23_DIRECTIONS},
+    **{f"wmt23:{pair}": _translation(*pair.split("-"), "wmt23") for pair in WMT23_DIRECTIONS},
 }
 # tasks read from the user's own file: they need options (data_file, columns, labels)
 _FROM_FILE: dict[str, TaskFactory] = {
@@ -125,11 +112,7 @@ def _flores_factory(name: str) -> TaskFactory:
         except TaskError as e:
             errors.append(str(e))
             continue
-
-        def make(**options) -> Task:
-            return Translation(src, tgt, dataset="flores", **options)
-        make.__signature__ = _options_signature(Translation)
-        return make
+        return _translation(src, tgt, "flores")
     if not cuts:
         raise TaskError(f"{name!r}: write FLORES tasks as flores:<src>-<tgt>, e.g. flores:en-de; "
                         f"language codes: {', '.join(valid_language_codes())}")
