@@ -40,6 +40,7 @@ def over_http(server, tokenizer_dir, **options):
                     **options)
 
 
+@pytest.mark.slow
 def test_100_sst2_reviews_rank_the_same_over_http_as_in_process(embedded, tokenizer_dir):
     task = get_task("sst2", answer_mode="rank")
     examples = load_examples(task, limit=100)

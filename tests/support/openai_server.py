@@ -12,7 +12,8 @@ protocol seo_lite uses:
 * any further ``POST`` route passed as ``routes={"/v1/completions": fn}``:
   ``fn(body) -> (status, payload)`` answers it (``vllm_server.py`` serves
   vLLM's completions with prompt log-probs this way); its requests are
-  recorded and counted like chat requests and take the same faults.
+  recorded and counted like chat requests and take the same faults (but
+  ``cut``).
 
 The answer comes from ``responder``: either a callable ``(messages, params)
 -> str`` (or a dict with ``text`` and optionally ``prompt_tokens``,

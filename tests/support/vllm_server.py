@@ -16,9 +16,9 @@ answers it (its documented legacy-completions shape):
 * a prompt longer than ``max_model_len`` (with ``max_tokens``) gets vLLM's
   400 "This model's maximum context length is ..." error.
 
-The log-probs are the model's true ones: one forward pass of ``llm.model``
-(an :class:`~seo_lite.llm.hf.HFLLM`, the embedded model in tests) over each
-prompt, ``log_softmax(logits[t-1])[ids[t]]``.  Chat requests are answered by
+The log-probs are the model's true ones: one right-padded forward pass of
+``llm.model`` (an :class:`~seo_lite.llm.hf.HFLLM`, the embedded model in
+tests) over a request's prompts, ``log_softmax(logits[t-1])[ids[t]]``.  Chat requests are answered by
 the same model through ``llm.generate``.
 
 ``echo_support=False`` plays a server without prompt log-probs (Ollama and
@@ -64,7 +64,9 @@ class _Completions:
                     f"However, you requested {len(x) + new} tokens ({len(x)} in the messages, "
                     f"{new} in the completion). Please reduce the length of the messages or "
                     "completion.", "BadRequestError")
-        choices = [self._choice(i, x, new, k, echo) for i, x in enumerate(ids)]
+        with self.lock:
+            rows = self._logprobs(ids)
+        choices = [self._choice(i, x, rows[i], new, k, echo) for i, x in enumerate(ids)]
         n_prompt = sum(len(x) for x in ids)
         return 200, {"id": f"cmpl-{uuid.uuid4().hex[:24]}", "object": "text_completion",
                      "created": int(time.time()), "model": str(body.get("model")),
@@ -72,18 +74,28 @@ class _Completions:
                      "usage": {"prompt_tokens": n_prompt, "completion_tokens": new * len(ids),
                                "total_tokens": n_prompt + new * len(ids)}}
 
-    def _choice(self, index: int, prompt: list[int], new: int, k: int, echo: bool) -> dict:
+    def _logprobs(self, seqs: list[list[int]]) -> list:
+        """log_softmax rows of each sequence (row t predicts token t + 1): one
+        right-padded forward pass for the batch."""
         import torch
 
-        tok, model = self.llm.tokenizer, self.llm.model
-        seq, logp = list(prompt), None
-        forward = lambda: torch.log_softmax(model(input_ids=torch.tensor([seq])).logits[0].float(), -1)
-        with self.lock, torch.inference_mode():
-            for _ in range(new):    # greedy, the whole sequence each step; the last pass's
-                logp = forward()                        # rows cover every token of seq
-                seq.append(int(logp[-1].argmax()))
-            if logp is None:
-                logp = forward()
+        width = max(len(x) for x in seqs)
+        ids = torch.tensor([x + [0] * (width - len(x)) for x in seqs])
+        mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x in seqs])
+        with torch.inference_mode():
+            logits = self.llm.model(input_ids=ids, attention_mask=mask).logits.float()
+        return [torch.log_softmax(logits[i, :len(x)], -1) for i, x in enumerate(seqs)]
+
+    def _choice(self, index: int, prompt: list[int], logp, new: int, k: int, echo: bool) -> dict:
+        import torch
+
+        tok = self.llm.tokenizer
+        seq = list(prompt)
+        for step in range(new):                  # greedy; rows then cover every token of seq
+            seq.append(int(logp[-1].argmax()))
+            if step + 1 < new:
+                with self.lock:
+                    logp = self._logprobs([seq])[0]
         first = 0 if echo else len(prompt)
         tokens, lps, tops = [], [], []
         for t in range(first, len(seq)):
