@@ -81,7 +81,9 @@ def test_the_optimizer_prompt_is_checked_too(embedded):
 def test_a_smaller_window_can_be_set_as_an_option():
     from seo_lite.llm import make_llm
 
+    fresh = make_llm("embedded", cache=None)
+    assert fresh.context_window == 8192 and not fresh.loaded    # read from the config alone
     llm = make_llm("embedded", cache=None, context_window=64)
-    assert llm.context_window == 64 and not llm.loaded          # no load needed to know it
+    assert llm.context_window == 64 and not llm.loaded
     with pytest.raises(ContextWindowError, match="window is 64"):
         get_task("sst2", answer_mode="rank").predict(llm, [Example("x", "word " * 80, ("positive",))])

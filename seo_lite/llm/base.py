@@ -255,7 +255,8 @@ class LLM(ABC):
         """Like ``_generate``, with :class:`Loglikelihoods` answers."""
         raise LLMError(
             f"the {self.backend!r} backend cannot compute log-likelihoods; label ranking "
-            "(answer_mode='rank') needs a local model: 'embedded' or 'hf:<model>'")
+            "(answer_mode='rank') needs a local model ('embedded', 'hf:<model>') or a vLLM-like "
+            "server ('openai:<model>' with tokenizer=...)")
 
     # -- the context window ---------------------------------------------------------
     #: the model's context window in tokens; None: unknown (nothing is checked)

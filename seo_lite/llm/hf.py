@@ -29,6 +29,21 @@ def render_chat(tok, messages, add_generation_prompt: bool = True) -> str:
     return text + ("Assistant:" if add_generation_prompt else "")
 
 
+def _config_alone(source: str):
+    """A model's config without its weights (a GGUF file's from its header)."""
+    from pathlib import Path
+
+    from transformers import AutoConfig
+
+    path = Path(source).expanduser()
+    try:
+        if source.endswith(".gguf"):
+            return AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+        return AutoConfig.from_pretrained(str(path) if path.exists() else source)
+    except (OSError, ValueError) as e:
+        raise LLMError(f"could not read the config of {source!r}: {e}") from None
+
+
 #: config fields that hold a model's context window, in the order they are tried
 WINDOW_FIELDS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
 
@@ -104,9 +119,10 @@ class HFLLM(DecodeLoop, LLM):
     @property
     def context_window(self) -> int | None:
         """The option ``context_window``, else the model config's
-        ``max_position_embeddings`` (SmolLM2: 8,192; Llama-2: 4,096)."""
+        ``max_position_embeddings`` (SmolLM2: 8,192; Llama-2: 4,096), read
+        without loading the weights where the config can be read alone."""
         if self._window is None:
-            config = self.model.config
+            config = self._loaded.model.config if self._loaded else _config_alone(self.source)
             for name in WINDOW_FIELDS:
                 if isinstance(getattr(config, name, None), int):
                     self._window = getattr(config, name)

@@ -281,8 +281,9 @@ class OpenAICompatLLM(LLM):
         completions request per prompt (all its labels in it); probe first."""
         if not self.supports_loglikelihood:
             raise LLMError(
-                f"label ranking (answer_mode='rank') over {self.base_url} needs the served "
-                "model's tokenizer: pass tokenizer=<Hub id or local folder> "
+                f"{self.base_url} cannot compute log-likelihoods for label ranking "
+                "(answer_mode='rank') without the served model's tokenizer: pass "
+                "tokenizer=<Hub id or local folder> "
                 "(--generator-option tokenizer=...), and a server that returns prompt "
                 "log-probs (vLLM's /v1/completions does)")
         self.probe_loglikelihood()
