@@ -103,11 +103,6 @@ class HFLLM(DecodeLoop, LLM):
     def tokenizer(self):
         return self.load()._loaded.tokenizer
 
-    @property
-    def load_seconds(self) -> float:
-        """Seconds the first load took (0 until loaded)."""
-        return self._loaded.load_seconds if self._loaded else 0.0
-
     def identity(self) -> dict:
         return dict(self._identity)
 
@@ -132,8 +127,8 @@ class HFLLM(DecodeLoop, LLM):
     def request_tokens(self, r) -> tuple[int, int]:
         if isinstance(r, Request):
             return len(self._encode(self.render(r.messages) + r.prefix)), r.params.max_new_tokens
-        return (len(self._encode(self.render(r.messages))),
-                max(len(self._encode(c)) for c in r.continuations))
+        prompt, conts = self._loglikelihood_inputs(r)
+        return len(prompt), max(len(c) for c in conts)
 
     def count_tokens(self, text: str) -> int | None:
         return len(self._encode(text)) if self.loaded else None

@@ -33,26 +33,16 @@ not transient and fails at once.  What is left after the retries -- retries
 exhausted, a 4xx such as 401 or 404, a body that is not a chat completion --
 is raised as :class:`LLMError` naming the server and the HTTP status.
 
-Label ranking (``answer_mode="rank"``) over ``POST <base_url>/completions``,
-the way lm-evaluation-harness's ``local-completions`` model does it.  With
-``tokenizer=<Hub id or local folder>`` (the served model's own tokenizer) a
-:class:`LoglikelihoodRequest` is rendered with its chat template and encoded
-into context ids x; each label y_j into ids.  One request carries every label
-of one prompt as token ids, ``prompt=[x + y_1, ..., x + y_L]``, with
-``echo=true``, ``logprobs=1``, ``max_tokens=1``, ``temperature=0``; the server
-echoes each prompt's per-token log-probs (the first one ``null``), and
-
-    log p(y_j | x) = sum of token_logprobs[len(x) : len(x) + len(y_j)]
-
-(by length: the one generated token at the end is never counted).  Before the
-first such request a probe checks that the server returns prompt log-probs of
-the right length; vLLM does, chat-only endpoints, the llama.cpp server and
-Ollama do not, and are refused with one line saying so.
-
-The context window: ``context_window=N`` (the server's ``--max-model-len``)
-makes prompts that cannot fit fail before they are sent, counted with
-``tokenizer``; without it the server's own "maximum context length" error is
-turned into a line that says what to do.
+Label ranking (``answer_mode="rank"``) goes to ``POST <base_url>/completions``
+as lm-evaluation-harness's ``local-completions`` does it: with ``tokenizer=``
+(the served model's, a Hub id or local folder) the chat prompt becomes ids x
+and each label ids y_j; one request sends ``prompt=[x + y_1, ..., x + y_L]``
+with ``echo=true, logprobs=1, max_tokens=1``, and log p(y_j | x) is the sum of
+``token_logprobs[len(x) : len(x) + len(y_j)]``.  A probe first checks that the
+server echoes prompt log-probs (vLLM does; chat-only endpoints, the llama.cpp
+server and Ollama do not, and are refused in one line).  ``context_window=N``
+refuses over-long prompts before sending; without it the server's "maximum
+context length" error becomes a line that says what to do.
 
 Secrets: the API key goes to the SDK client and nowhere else.  It is not in
 ``identity()`` (hence not in any cache key or cache file), not in ``repr()``,
