@@ -46,6 +46,25 @@ class LLMError(RuntimeError):
     """A model could not be built or could not answer (clear message, no secrets)."""
 
 
+class ContextWindowError(LLMError):
+    """A request does not fit the model's context window (raised before any
+    compute).  ``request`` is the offending request, so a task can name its
+    example; ``tokens`` its prompt, ``reserve`` the tokens it needs after the
+    prompt (new tokens, or the longest continuation), ``window`` the limit."""
+
+    def __init__(self, message: str, *, request=None, tokens: int = 0, reserve: int = 0,
+                 window: int = 0):
+        super().__init__(message)
+        self.request, self.tokens, self.reserve, self.window = request, tokens, reserve, window
+
+
+def fits_window(n_tokens: int, window: int | None, reserve: int = 0) -> bool:
+    """Does a prompt of ``n_tokens`` (plus ``reserve`` tokens after it) fit a
+    context window of ``window`` tokens?  ``window=None``: unknown, so yes.
+    (``LLM.fits`` asks it with a backend's own window.)"""
+    return window is None or int(n_tokens) + int(reserve) <= int(window)
+
+
 @dataclass(frozen=True)
 class GenParams:
     """Generation parameters; every field is part of the cache key.
@@ -235,11 +254,55 @@ class LLM(ABC):
         iterator of ``(index, Completion | Exception)`` as answers arrive (each is
         cached at once; a yielded exception is raised after the rest arrived)."""
 
+    def request_tokens(self, request: Request | LoglikelihoodRequest) -> tuple[int, int] | None:
+        """``(prompt tokens, tokens needed after it)`` of a request in this
+        model's tokenizer -- after the prompt come ``max_new_tokens`` or the
+        longest continuation -- or None where there is no tokenizer to ask."""
+        return None
+
     def _loglikelihood(self, requests: list[LoglikelihoodRequest]):
         """Like ``_generate``, with :class:`Loglikelihoods` answers."""
         raise LLMError(
             f"the {self.backend!r} backend cannot compute log-likelihoods; label ranking "
-            "(answer_mode='rank') needs a local model: 'embedded' or 'hf:<model>'")
+            "(answer_mode='rank') needs a local model ('embedded', 'hf:<model>') or a vLLM-like "
+            "server ('openai:<model>' with tokenizer=...)")
+
+    # -- the context window ---------------------------------------------------------
+    #: the model's context window in tokens; None: unknown (nothing is checked)
+    context_window: int | None = None
+
+    def fits(self, n_tokens: int, reserve: int = 0) -> bool:
+        """Does a prompt of ``n_tokens`` (+ ``reserve`` after it) fit this model's window?"""
+        return fits_window(n_tokens, self.context_window, reserve)
+
+    def check_window(self, requests: Sequence[Request | LoglikelihoodRequest],
+                     role: str = "generator") -> None:
+        """Raise :class:`ContextWindowError` for the first request that does not
+        fit the window.  Runs on the cache misses before the backend computes
+        anything, so an over-long input costs nothing but its tokenization."""
+        window = self.context_window
+        if window is None:
+            return
+        for r in requests:
+            counted = self.request_tokens(r)
+            if counted is None:                 # no tokenizer: the server's own error will say
+                return
+            if self.fits(*counted):
+                continue
+            n, reserve = counted
+            after = "new tokens" if isinstance(r, Request) else "label tokens"
+            raise ContextWindowError(
+                f"the {role}'s prompt is {n:,} tokens (+ {reserve} {after}), longer than the "
+                f"context window of {self.name} ({window:,} tokens); shorten it, or cut long "
+                "inputs with the task option max_input_chars", request=r, tokens=n,
+                reserve=reserve, window=window)
+
+    def _windowed(self, backend, role: str):
+        """``backend`` with the window checked on its requests first."""
+        def run(requests):
+            self.check_window(requests, role)
+            return backend(requests)
+        return run
 
     # -- the public calls ---------------------------------------------------------
     def generate(self, requests: Sequence[Request] | Request, *, role: str = "generator",
@@ -250,7 +313,8 @@ class LLM(ABC):
         for r in reqs:
             if not isinstance(r, Request):
                 raise TypeError(f"generate() takes Request objects, got {type(r).__name__}")
-        out = self.calls.answer(reqs, identity=self.identity(), backend=self._generate,
+        out = self.calls.answer(reqs, identity=self.identity(),
+                                backend=self._windowed(self._generate, role),
                                 restore=_completion_from_cache, role=role, progress=progress,
                                 kind="generate", name=self.backend)
         return out[0] if single else out
@@ -263,7 +327,8 @@ class LLM(ABC):
         reqs = [requests] if single else list(requests)
         if reqs and not self.supports_loglikelihood:
             self._loglikelihood(reqs)  # raises the backend's clear error
-        out = self.calls.answer(reqs, identity=self.identity(), backend=self._loglikelihood,
+        out = self.calls.answer(reqs, identity=self.identity(),
+                                backend=self._windowed(self._loglikelihood, role),
                                 restore=_loglikelihoods_from_cache, role=role,
                                 progress=progress, kind="loglikelihood", name=self.backend)
         return out[0] if single else out
@@ -318,4 +383,4 @@ def _loglikelihoods_from_cache(value: dict, request=None) -> Loglikelihoods:
 
 
 __all__ = ["GenParams", "Request", "LoglikelihoodRequest", "Completion", "Loglikelihoods",
-           "LLM", "LLMError", "Usage", "RoleUsage", "merge_usage"]
+           "LLM", "LLMError", "ContextWindowError", "fits_window", "Usage", "RoleUsage", "merge_usage"]

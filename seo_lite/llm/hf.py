@@ -12,9 +12,40 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import LLM, LLMError
+from .base import LLM, LLMError, Request
 from .decode import DecodeLoop
 from .hf_loading import _Loaded, load_model, model_identity
+
+
+def render_chat(tok, messages, add_generation_prompt: bool = True) -> str:
+    """Chat messages as one text: the tokenizer's chat template, or plain
+    ``Role: content`` lines where it has none.  (The OpenAI-compatible backend
+    renders label-ranking prompts with it too, so both send the same tokens.)"""
+    msgs = [dict(m) for m in messages]
+    if getattr(tok, "chat_template", None):
+        return tok.apply_chat_template(msgs, tokenize=False,
+                                       add_generation_prompt=add_generation_prompt)
+    text = "".join(f"{m['role'].capitalize()}: {m['content']}\n" for m in msgs)
+    return text + ("Assistant:" if add_generation_prompt else "")
+
+
+def _config_alone(source: str):
+    """A model's config without its weights (a GGUF file's from its header)."""
+    from pathlib import Path
+
+    from transformers import AutoConfig
+
+    path = Path(source).expanduser()
+    try:
+        if source.endswith(".gguf"):
+            return AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+        return AutoConfig.from_pretrained(str(path) if path.exists() else source)
+    except (OSError, ValueError) as e:
+        raise LLMError(f"could not read the config of {source!r}: {e}") from None
+
+
+#: config fields that hold a model's context window, in the order they are tried
+WINDOW_FIELDS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
 
 
 class HFLLM(DecodeLoop, LLM):
@@ -26,7 +57,7 @@ class HFLLM(DecodeLoop, LLM):
     def __init__(self, source: str, *, dtype=None, device_map=None, load_in_4bit: bool = False,
                  load_in_8bit: bool = False, revision: str | None = None, batch_size: int = 16,
                  num_threads: int | None = None, cache="default", trust_remote_code: bool = False,
-                 _identity_override: dict | None = None):
+                 context_window: int | None = None, _identity_override: dict | None = None):
         super().__init__(cache)
         if int(batch_size) < 1:
             raise LLMError(f"batch_size must be >= 1, got {batch_size}")
@@ -47,6 +78,9 @@ class HFLLM(DecodeLoop, LLM):
                                         revision=revision)
         if _identity_override:
             self._identity.update(_identity_override)
+        if context_window is not None and int(context_window) < 1:
+            raise LLMError(f"context_window must be >= 1 tokens, got {context_window}")
+        self._window = int(context_window) if context_window is not None else None
         self._loaded: _Loaded | None = None
         self._prefix_memo: tuple[list[int], Any] | None = None
 
@@ -69,24 +103,32 @@ class HFLLM(DecodeLoop, LLM):
     def tokenizer(self):
         return self.load()._loaded.tokenizer
 
-    @property
-    def load_seconds(self) -> float:
-        """Seconds the first load took (0 until loaded)."""
-        return self._loaded.load_seconds if self._loaded else 0.0
-
     def identity(self) -> dict:
         return dict(self._identity)
 
     # -- prompts ------------------------------------------------------------------
     def render(self, messages, *, add_generation_prompt: bool = True) -> str:
         """The exact text the model sees for these chat messages."""
-        tok = self.tokenizer
-        msgs = [dict(m) for m in messages]
-        if getattr(tok, "chat_template", None):
-            return tok.apply_chat_template(msgs, tokenize=False,
-                                           add_generation_prompt=add_generation_prompt)
-        text = "".join(f"{m['role'].capitalize()}: {m['content']}\n" for m in msgs)
-        return text + ("Assistant:" if add_generation_prompt else "")
+        return render_chat(self.tokenizer, messages, add_generation_prompt)
+
+    @property
+    def context_window(self) -> int | None:
+        """The option ``context_window``, else the model config's
+        ``max_position_embeddings`` (SmolLM2: 8,192; Llama-2: 4,096), read
+        without loading the weights where the config can be read alone."""
+        if self._window is None:
+            config = self._loaded.model.config if self._loaded else _config_alone(self.source)
+            for name in WINDOW_FIELDS:
+                if isinstance(getattr(config, name, None), int):
+                    self._window = getattr(config, name)
+                    break
+        return self._window
+
+    def request_tokens(self, r) -> tuple[int, int]:
+        if isinstance(r, Request):
+            return len(self._encode(self.render(r.messages) + r.prefix)), r.params.max_new_tokens
+        prompt, conts = self._loglikelihood_inputs(r)
+        return len(prompt), max(len(c) for c in conts)
 
     def count_tokens(self, text: str) -> int | None:
         return len(self._encode(text)) if self.loaded else None

@@ -35,6 +35,17 @@ not transient and fails at once.  What is left after the retries -- retries
 exhausted, a 4xx such as 401 or 404, a body that is not a chat completion --
 is raised as :class:`LLMError` naming the server and the HTTP status.
 
+Label ranking (``answer_mode="rank"``) goes to ``POST <base_url>/completions``
+as lm-evaluation-harness's ``local-completions`` does it: with ``tokenizer=``
+(the served model's, a Hub id or local folder) the chat prompt becomes ids x
+and each label ids y_j; one request sends ``prompt=[x + y_1, ..., x + y_L]``
+with ``echo=true, logprobs=1, max_tokens=1``, and log p(y_j | x) is the sum of
+``token_logprobs[len(x) : len(x) + len(y_j)]``.  A probe first checks that the
+server echoes prompt log-probs (vLLM does; chat-only endpoints, the llama.cpp
+server and Ollama do not, and are refused in one line).  ``context_window=N``
+refuses over-long prompts before sending; without it the server's "maximum
+context length" error becomes a line that says what to do.
+
 Secrets: the API key goes to the SDK client and nowhere else.  It is not in
 ``identity()`` (hence not in any cache key or cache file), not in ``repr()``,
 and it is blanked out of error messages, even when a server echoes it.
@@ -48,7 +59,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .base import LLM, Completion, LLMError, Request
+from .base import LLM, Completion, LLMError, Loglikelihoods, LoglikelihoodRequest, Request
 from .progress import progress_bar
 from .stopping import cut_reply
 
@@ -80,6 +91,7 @@ class OpenAICompatLLM(LLM):
 
     def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
                  concurrency: int = 8, max_retries: int = 5, timeout: float = 60.0,
+                 tokenizer: str | None = None, context_window: int | None = None,
                  cache="default"):
         super().__init__(cache)
         if not isinstance(model, str) or not model.strip():
@@ -94,6 +106,14 @@ class OpenAICompatLLM(LLM):
         self.concurrency = int(concurrency)
         self.max_retries = max_retries
         self.timeout = float(timeout)
+        if context_window is not None and (isinstance(context_window, bool)
+                                           or int(context_window) < 1):
+            raise LLMError(f"context_window must be >= 1 tokens, got {context_window!r}")
+        self.context_window = None if context_window is None else int(context_window)
+        self.tokenizer_source = str(tokenizer).strip() if tokenizer else None
+        self.supports_loglikelihood = self.tokenizer_source is not None
+        self._tokenizer = None
+        self._probed = False
 
         url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         key = api_key or os.environ.get("OPENAI_API_KEY") or None
@@ -115,7 +135,10 @@ class OpenAICompatLLM(LLM):
                                      max_retries=max_retries, timeout=self.timeout)
 
     def identity(self) -> dict[str, Any]:
-        return {"backend": self.backend, "model": self.model, "base_url": self.base_url}
+        ident = {"backend": self.backend, "model": self.model, "base_url": self.base_url}
+        if self.tokenizer_source:            # it makes the token ids of label ranking
+            ident["tokenizer"] = self.tokenizer_source
+        return ident
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.model} at {self.base_url}>"
@@ -144,11 +167,16 @@ class OpenAICompatLLM(LLM):
         """Yield ``(index, Completion | LLMError)`` as answers arrive.  After the
         first persistent failure, requests not yet sent are dropped; those in
         flight finish and are kept (the base class caches each one)."""
+        return self._pooled(requests, self._one)
+
+    def _pooled(self, requests: list, one):
+        """``one(request)`` for every request on the thread pool, yielding
+        ``(index, answer | LLMError)`` as answers arrive (see ``_generate``)."""
         bar = progress_bar(requests)
         pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests)),
                                   thread_name_prefix="seo_lite-openai")
         try:
-            futures: dict[Future, int] = {pool.submit(self._one, r): i
+            futures: dict[Future, int] = {pool.submit(one, r): i
                                           for i, r in enumerate(requests)}
             failed = False
             for f in as_completed(futures):
@@ -171,27 +199,34 @@ class OpenAICompatLLM(LLM):
         """One request, retrying a damaged (unparseable JSON) answer like the SDK
         retries a cut connection."""
         t0 = time.perf_counter()
-        for attempt in range(self.max_retries + 1):
+        resp = self._retrying(lambda: self._attempt(r), "chat completion")
+        out = self._parse(resp, time.perf_counter() - t0)
+        out.text, cut = cut_reply(out.text, r.params)    # a server cannot stop there: cut the text
+        out.finish_reason = "stop" if cut else out.finish_reason
+        return out
+
+    def _retrying(self, attempt, what: str) -> Any:
+        """``attempt()``, retried after a damaged (unparseable JSON) answer."""
+        for n in range(self.max_retries + 1):
             try:
-                resp = self._attempt(r)
+                return attempt()
             except _Damaged as e:
-                if attempt == self.max_retries:
+                if n == self.max_retries:
                     raise self._error(
-                        f"malformed response, not a JSON chat completion ({e}) after "
-                        f"{attempt + 1} attempt(s) (max_retries={self.max_retries})") from None
-                time.sleep(min(0.5 * 2 ** attempt, 8.0) * (1 - 0.25 * random.random()))
-                continue
-            out = self._parse(resp, time.perf_counter() - t0)
-            out.text, cut = cut_reply(out.text, r.params)    # a server cannot stop there
-            out.finish_reason = "stop" if cut else out.finish_reason
-            return out
+                        f"malformed response, not a JSON {what} ({e}) after "
+                        f"{n + 1} attempt(s) (max_retries={self.max_retries})") from None
+                time.sleep(min(0.5 * 2 ** n, 8.0) * (1 - 0.25 * random.random()))
         raise AssertionError("unreachable")
 
     def _attempt(self, r: Request) -> Any:
+        return self._call(self._client.chat.completions.create, self._request_kwargs(r))
+
+    def _call(self, create, kwargs: dict) -> Any:
+        """One SDK call; its failures as :class:`LLMError` (a damaged body as ``_Damaged``)."""
         import openai
 
         try:
-            return self._client.chat.completions.create(**self._request_kwargs(r))
+            return create(**kwargs)
         except openai.APIStatusError as e:
             raise self._error(self._status_reason(e)) from None
         except openai.APITimeoutError as e:
@@ -229,6 +264,108 @@ class OpenAICompatLLM(LLM):
             latency_s=latency,
             finish_reason=str(finish))
 
+    # -- label log-likelihoods over /completions ---------------------------------------
+    PROBE_TEXT = "Label ranking needs the log-probability of every prompt token."
+
+    def _loglikelihood(self, requests: list[LoglikelihoodRequest]):
+        """Yield ``(index, Loglikelihoods | LLMError)`` as answers arrive, one
+        completions request per prompt (all its labels in it); probe first."""
+        if not self.supports_loglikelihood:
+            raise LLMError(
+                f"{self.base_url} cannot compute log-likelihoods for label ranking "
+                "(answer_mode='rank') without the served model's tokenizer: pass "
+                "tokenizer=<Hub id or local folder> "
+                "(--generator-option tokenizer=...), and a server that returns prompt "
+                "log-probs (vLLM's /v1/completions does)")
+        self.probe_loglikelihood()
+        return self._pooled(requests, self._one_loglikelihood)
+
+    def request_tokens(self, r) -> tuple[int, int] | None:
+        if self.tokenizer_source is None:
+            return None
+        if isinstance(r, Request):
+            return len(self._ids(self._render(r.messages))), r.params.max_new_tokens
+        ctx, conts = self._rank_ids(r)
+        return len(ctx), max(len(c) for c in conts) + 1     # + the one token asked for
+
+    @property
+    def tokenizer(self):
+        """The served model's tokenizer (option ``tokenizer``), loaded once."""
+        if self._tokenizer is None:
+            if self.tokenizer_source is None:
+                raise LLMError("no tokenizer: pass tokenizer=<Hub id or local folder>")
+            from transformers import AutoTokenizer
+
+            try:
+                self._tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_source)
+            except (OSError, ValueError) as e:
+                raise LLMError(f"could not load tokenizer {self.tokenizer_source!r} (a Hub id "
+                               f"needs a network; a local folder needs tokenizer files): "
+                               f"{str(e).splitlines()[0]}") from None
+        return self._tokenizer
+
+    def _render(self, messages) -> str:
+        from .hf import render_chat
+
+        return render_chat(self.tokenizer, messages)
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _rank_ids(self, r: LoglikelihoodRequest) -> tuple[list[int], list[list[int]]]:
+        """Context ids and each label's ids, encoded apart (as the local backend does)."""
+        conts = [self._ids(c) for c in r.continuations]
+        if any(not c for c in conts):
+            raise LLMError(f"a continuation encodes to no tokens: {r.continuations!r}")
+        return self._ids(self._render(r.messages)), conts
+
+    def _echo(self, prompts: list[list[int]]) -> Any:
+        kwargs = {"model": self.model, "prompt": prompts, "echo": True, "logprobs": 1,
+                  "max_tokens": 1, "temperature": 0}
+        return self._retrying(lambda: self._call(self._client.completions.create, kwargs),
+                              "completion")
+
+    def probe_loglikelihood(self) -> None:
+        """Check once that the server echoes a log-prob for every prompt token;
+        raise one line saying what it lacks if not."""
+        if self._probed:
+            return
+        ids = self._ids(self.PROBE_TEXT)
+        why = "cannot rank labels (answer_mode='rank'): "
+        need = ("label ranking needs echo=true with logprobs on /completions, which vLLM "
+                "serves and chat-only endpoints, the llama.cpp server and Ollama do not")
+        try:
+            resp = self._echo([ids])
+        except LLMError as e:
+            reason = str(e).split(": ", 1)[-1].rstrip(".")
+            raise LLMError(f"{self.base_url} {why}its /completions endpoint failed "
+                           f"({reason}); {need}") from None
+        try:
+            got = _token_logprobs(resp, 0)
+        except ValueError as e:
+            raise LLMError(f"{self.base_url} {why}{e}; {need}") from None
+        if len(got) < len(ids) or any(not isinstance(x, (int, float)) for x in got[1:len(ids)]):
+            raise LLMError(f"{self.base_url} {why}it returned {len(got)} log-probs for a prompt "
+                           f"of {len(ids)} tokens; {need}")
+        self._probed = True
+
+    def _one_loglikelihood(self, r: LoglikelihoodRequest) -> Loglikelihoods:
+        t0 = time.perf_counter()
+        ctx, conts = self._rank_ids(r)
+        resp = self._echo([ctx + c for c in conts])
+        totals = []
+        for j, c in enumerate(conts):
+            try:
+                lps = _token_logprobs(resp, j)[len(ctx):len(ctx) + len(c)]
+            except ValueError as e:
+                raise self._error(f"malformed completion: {e}") from None
+            if len(lps) != len(c) or not all(isinstance(x, (int, float)) for x in lps):
+                raise self._error(f"the server returned {len(lps)} log-probs for a label of "
+                                  f"{len(c)} tokens")
+            totals.append(float(sum(lps)))
+        return Loglikelihoods(logprobs=totals, token_counts=[len(c) for c in conts],
+                              prompt_tokens=len(ctx), latency_s=time.perf_counter() - t0)
+
     # -- errors -------------------------------------------------------------------
     def _status_reason(self, e: Any) -> str:
         status = e.status_code
@@ -241,6 +378,11 @@ class OpenAICompatLLM(LLM):
             elif isinstance(err, str):
                 detail = err
         tries = self._attempts(e)
+        if status == 400 and "maximum context length" in str(detail).lower():
+            return (f"HTTP 400 {tries}: a prompt is longer than the model's context window "
+                    f"({str(detail).rstrip('.')}). Use shorter inputs or cut them with the task "
+                    "option max_input_chars; context_window=N (with tokenizer=...) refuses such "
+                    "prompts before they are sent")
         hint = {401: " Check OPENAI_API_KEY / api_key.",
                 403: " The key has no access to this model or endpoint.",
                 404: f" Check the model name {self.model!r} and that base_url ends in /v1.",
@@ -266,6 +408,19 @@ class OpenAICompatLLM(LLM):
 
 class _Damaged(Exception):
     """A 200 answer whose JSON body does not parse (retried)."""
+
+
+def _token_logprobs(resp: Any, index: int) -> list:
+    """``token_logprobs`` of the choice with ``index`` (servers may reorder choices)."""
+    if isinstance(resp, str):
+        raise ValueError(f"the answer is not JSON: {resp[:80]!r}")
+    for choice in getattr(resp, "choices", None) or []:
+        if getattr(choice, "index", None) == index:
+            values = getattr(getattr(choice, "logprobs", None), "token_logprobs", None)
+            if not isinstance(values, list):
+                raise ValueError("it returned no token_logprobs for the prompt")
+            return values
+    raise ValueError(f"no choice with index {index} in the answer")
 
 
 def _count(usage: Any, field: str) -> int:

@@ -129,7 +129,7 @@ def optimizer_requests(task: Task, trials: Sequence[Trial], experience: Experien
     for tr in trials:
         w, wo = tr.with_experience, tr.without_experience
         msgs = optimizer_messages(
-            instruction=task.instruction, input_text=task.format_input(tr.example),
+            instruction=task.instruction, input_text=task.format_input(task.fitted(tr.example)),
             gold=tr.example.gold, experience=experience, with_text=w.text, with_score=w.score,
             max_rules=config.max_rules,
             without_text=wo.text if wo is not None else None,

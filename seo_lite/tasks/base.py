@@ -21,15 +21,22 @@ always means the task's per-example metric; ``"score"`` as an answer mode is
 the old name of ``"rank"`` and is still accepted.  Rank mode takes a ``calibration``
 (``"none"``, ``"contextual"``, ``"batch"``; see :mod:`.calibration`): the
 label prior is divided out before the argmax.
+
+The context window.  A prompt longer than the model's window is refused by
+the model before any compute (``LLM.check_window``); the task names the
+example in that error.  ``max_input_chars=N`` (off by default; a task option,
+so it is recorded in the run's config) keeps the first N characters of each
+example's input field and cuts the rest.
 """
 from __future__ import annotations
 
+import contextlib
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Sequence
 
 from ..method.experience import Experience
-from ..llm.base import LLM, GenParams, LoglikelihoodRequest, Request
+from ..llm.base import LLM, ContextWindowError, GenParams, LoglikelihoodRequest, Request
 from ..method.prompts import generator_messages
 from . import calibration as calib
 
@@ -122,8 +129,11 @@ class Task:
     gen_params: GenParams = GenParams(max_new_tokens=64)
     metric_names: tuple[str, ...] = ()
 
+    max_input_chars: int | None = None         # cut each input field to this many characters
+
     def __init__(self, *, answer_mode: str | None = None, instruction: str | None = None,
-                 max_new_tokens: int | None = None, calibration: str | None = None):
+                 max_new_tokens: int | None = None, calibration: str | None = None,
+                 max_input_chars: int | None = None):
         answer_mode = normalize_answer_mode(answer_mode)
         if answer_mode is not None:
             if answer_mode not in ANSWER_MODES:
@@ -144,6 +154,12 @@ class Task:
                                 f"task {self.name!r} is in answer_mode={self.answer_mode!r} "
                                 "(pass answer_mode='rank')")
             self.calibration = calibration
+        if max_input_chars is not None:
+            if isinstance(max_input_chars, bool) or not isinstance(max_input_chars, int) \
+                    or max_input_chars < 1:
+                raise TaskError(f"max_input_chars must be a whole number of characters >= 1, "
+                                f"got {max_input_chars!r}")
+            self.max_input_chars = max_input_chars
 
     # -- what a family implements ----------------------------------------------
     def format_input(self, example: Example) -> str:
@@ -161,7 +177,18 @@ class Task:
 
     # -- shared --------------------------------------------------------------------
     def messages(self, example: Example, experience: Experience | None = None) -> list[dict]:
-        return generator_messages(self.instruction, self.format_input(example), experience)
+        return generator_messages(self.instruction, self.format_input(self.fitted(example)),
+                                  experience)
+
+    def fitted(self, example: Example) -> Example:
+        """``example`` with its input field cut to ``max_input_chars`` (from the
+        end, at a word boundary where one is near), or unchanged."""
+        n = self.max_input_chars
+        if n is None or len(example.input) <= n:
+            return example
+        cut = example.input[:n]
+        space = cut.rfind(" ")
+        return replace(example, input=cut[:space] if space > n * 0.9 else cut)
 
     def requests(self, examples: Sequence[Example], experience: Experience | None = None):
         """The LLM requests ``predict`` sends (one per example)."""
@@ -190,7 +217,8 @@ class Task:
             groups = _group_by_experience(pairs)
             cf_reqs = [self._request(cf, pairs[idx[0]][1])
                        for idx in groups.values() for cf in self.content_free_examples()]
-            out = llm.loglikelihood(reqs + cf_reqs, role=role, progress=progress)
+            with _naming_examples(reqs, examples):
+                out = llm.loglikelihood(reqs + cf_reqs, role=role, progress=progress)
             out, cf_out = out[:len(reqs)], out[len(reqs):]
             priors = self._label_priors(groups, examples, out, cf_out)
             preds = []
@@ -204,7 +232,8 @@ class Task:
                     None if prior is None else [round(math.exp(x), 4) for x in prior],
                     None if probs is None else [round(x, 4) for x in probs]))
             return preds
-        out = llm.generate(reqs, role=role, progress=progress)
+        with _naming_examples(reqs, examples):
+            out = llm.generate(reqs, role=role, progress=progress)
         preds = []
         for ex, c in zip(examples, out):
             ans = self.parse_answer(c.text)
@@ -243,13 +272,36 @@ class Task:
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "family": self.family, "answer_mode": self.answer_mode,
-                "calibration": self.calibration,
+                "calibration": self.calibration, "max_input_chars": self.max_input_chars,
                 "labels": list(self.labels) if self.labels else None,
                 "metrics": list(self.metric_names), "instruction": self.instruction}
 
     def __repr__(self):
         cal = "" if self.calibration == "none" else f", {self.calibration} calibration"
         return f"<Task {self.name} ({self.family}, {self.answer_mode}{cal})>"
+
+
+@contextlib.contextmanager
+def _naming_examples(reqs: list, examples: list[Example]):
+    """Turn the model's context-window error into one line that names the
+    example, its length and a ``max_input_chars`` that would make it fit."""
+    try:
+        yield
+    except ContextWindowError as e:
+        if e.request not in reqs:         # a content-free calibration prompt: as it is
+            raise
+        ex = examples[reqs.index(e.request)]
+        over = e.tokens + e.reserve - e.window
+        # characters per token of this example's input, to turn tokens into characters
+        keep = int(len(ex.input) * (1 - over / max(e.tokens, 1)) * 0.9)
+        fix = (f"set the task option max_input_chars={keep} (--task-option "
+               f"max_input_chars={keep}) to cut inputs from the end" if keep > 0 else
+               "the prompt is too long even without its input: shorten the instruction or rules")
+        raise ContextWindowError(
+            f"example {ex.id!r} does not fit the model's context window: its prompt is "
+            f"{e.tokens:,} tokens (+ {e.reserve} after it) and the window is {e.window:,}; "
+            f"use a shorter input, or {fix}", request=e.request, tokens=e.tokens,
+            reserve=e.reserve, window=e.window) from None
 
 
 def _group_by_experience(pairs) -> dict[tuple, list[int]]:

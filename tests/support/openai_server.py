@@ -8,7 +8,12 @@ protocol seo_lite uses:
 * ``POST /v1/chat/completions`` -- body ``{model, messages, temperature,
   top_p, max_tokens, stop, seed, n}``; answers a ``chat.completion`` object
   (id, created, model, ``choices[0].message``, ``finish_reason``, ``usage``);
-* ``GET /v1/models`` -- one model.
+* ``GET /v1/models`` -- one model;
+* any further ``POST`` route passed as ``routes={"/v1/completions": fn}``:
+  ``fn(body) -> (status, payload)`` answers it (``vllm_server.py`` serves
+  vLLM's completions with prompt log-probs this way); its requests are
+  recorded and counted like chat requests and take the same faults (but
+  ``cut``).
 
 The answer comes from ``responder``: either a callable ``(messages, params)
 -> str`` (or a dict with ``text`` and optionally ``prompt_tokens``,
@@ -62,8 +67,9 @@ class ServerHandle:
     """What a test sees of a running server (thread-safe)."""
 
     def __init__(self, responder: Any, *, faults: Faults, api_key: str | None, model: str,
-                 hang_s: float):
+                 hang_s: float, routes: Mapping[str, Callable] | None = None):
         self._responder = responder
+        self.routes = dict(routes or {})
         self._is_llm = hasattr(responder, "generate") and hasattr(responder, "identity")
         self._llm_lock = threading.Lock()
         self.api_key = api_key
@@ -257,18 +263,19 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         h = self.server.handle
         body = self._read_json()
-        if self.path.rstrip("/") != "/v1/chat/completions":
+        route = h.routes.get(self.path.rstrip("/"))
+        if self.path.rstrip("/") != "/v1/chat/completions" and route is None:
             self._send(404, _error_body(f"no route POST {self.path}", "invalid_request_error"))
             return
         n, kind = h._admit(self.headers, self.path, body)
         try:
-            self._chat(h, body, kind)
+            self._chat(h, body, kind, route)
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
             self.close_connection = True          # the client went away (e.g. it timed out)
         finally:
             h._release()
 
-    def _chat(self, h: ServerHandle, body: Any, kind: str | None) -> None:
+    def _chat(self, h: ServerHandle, body: Any, kind: str | None, route=None) -> None:
         if h.api_key is not None:
             auth = self.headers.get("Authorization", "")
             if auth != f"Bearer {h.api_key}":
@@ -304,6 +311,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(page)
             self.wfile.flush()
+            return
+        if route is not None:
+            try:
+                status, payload = route(body)
+            except Exception as e:                 # the route failed: a server error
+                status, payload = 500, _error_body(f"{type(e).__name__}: {e}", "server_error")
+            self._send(status, payload)
             return
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
             self._send(400, _error_body("'messages' must be a non-empty list", "invalid_request_error"))
@@ -366,9 +380,11 @@ class _Server(ThreadingHTTPServer):
 
 @contextlib.contextmanager
 def serve(responder: Responder | Any, *, faults: Faults = None, api_key: str | None = None,
-          model: str = "test-model", hang_s: float = 3.0) -> Iterator[ServerHandle]:
+          model: str = "test-model", hang_s: float = 3.0,
+          routes: Mapping[str, Callable] | None = None) -> Iterator[ServerHandle]:
     """Run an OpenAI-compatible server on 127.0.0.1 for the ``with`` block."""
-    handle = ServerHandle(responder, faults=faults, api_key=api_key, model=model, hang_s=hang_s)
+    handle = ServerHandle(responder, faults=faults, api_key=api_key, model=model, hang_s=hang_s,
+                          routes=routes)
     server = _Server(handle)
     port = server.server_address[1]
     handle.base_url = f"http://127.0.0.1:{port}/v1"
