@@ -108,6 +108,17 @@ def test_notebook_layout(path):
         heads = [line for c in nb.cells if c.cell_type == "markdown" for line in c.source.splitlines()]
         assert any(h.startswith("## Summary") for h in heads) and any(h.startswith("## Exercises") for h in heads)
         assert nb.cells[-1].cell_type == "markdown"
+        # every exercise has a folded answer in the Solutions section that follows
+        md = [c.source for c in nb.cells if c.cell_type == "markdown"]
+        ex_cell = next(m for m in md if "## Exercises" in m)
+        exercises = re.findall(r"^(\d+)\. ", ex_cell.split("## Exercises", 1)[1], re.M)
+        answers = re.findall(r"<details><summary>Exercise (\d+)\b", "\n".join(md))
+        assert exercises and answers == exercises, (exercises, answers)
+        assert any(h.startswith("## Solutions") for h in heads)
+    if re.match(r"0[0-5]_", path.name):         # objectives, prerequisites, measured run time
+        intro = title.source
+        assert "**Objectives.**" in intro and "**Prerequisites.**" in intro
+        assert re.search(r"\*\*Run time\*\*.*cold cache.*warm cache", intro, re.S), "run time, cold and warm"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
