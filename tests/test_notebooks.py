@@ -118,7 +118,7 @@ def test_notebook_layout(path):
     if re.match(r"0[0-5]_", path.name):         # objectives, prerequisites, measured run time
         intro = title.source
         assert "**Objectives.**" in intro and "**Prerequisites.**" in intro
-        assert re.search(r"\*\*Run time\*\*.*cold cache.*warm cache", intro, re.S), "run time, cold and warm"
+        assert re.search(r"\*\*Run time\*\*.*cold cache.*warm cache", intro, re.S | re.I), "run time, cold and warm"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
