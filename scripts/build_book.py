@@ -40,14 +40,17 @@ def notebooks(only: list[str] | None = None) -> list[Path]:
 
 
 def execute(paths: list[Path], out: Path) -> None:
-    """Run each notebook with its defaults (working folder: notebooks/, as in Jupyter)."""
+    """Run each notebook with its defaults: the chapters in notebooks/, as in Jupyter;
+    run_seo.ipynb from the repository root, as its own papermill line does (its
+    ``OUT_DIR`` is relative to where the kernel runs)."""
     import papermill as pm
 
     out.mkdir(parents=True, exist_ok=True)
     for p in paths:
         t0 = time.perf_counter()
         print(f"executing {p.name} ...", flush=True)
-        pm.execute_notebook(str(p), str(out / p.name), kernel_name="python3", cwd=str(NB_DIR),
+        cwd = REPO if p.name == "run_seo.ipynb" else NB_DIR
+        pm.execute_notebook(str(p), str(out / p.name), kernel_name="python3", cwd=str(cwd),
                             progress_bar=False)
         print(f"  {p.name}: {time.perf_counter() - t0:.0f} s", flush=True)
 

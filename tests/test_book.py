@@ -129,3 +129,20 @@ def test_the_book_in_headless_chromium(small, tmp_path):
     book.build(executed, tmp_path / "book", paths)
     check_in_browser(book, tmp_path / "book", executed, paths, tmp_path)
     shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_execute_then_build_a_real_notebook(tmp_path):
+    """The path without --executed: papermill runs the notebook, then it is built and checked."""
+    book = load_book()
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# 9. A tiny chapter"),
+        nbformat.v4.new_code_cell("import matplotlib.pyplot as plt\nplt.plot([0, 1], [1, 0])\nprint('done')")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    src = tmp_path / "09_tiny.ipynb"
+    nbformat.write(nb, str(src))
+    book.execute([src], tmp_path / "executed")
+    executed = nbformat.read(str(tmp_path / "executed" / src.name), as_version=4)
+    assert book.figure_count(executed) == 1 and book.errors(executed) == []
+    book.build(tmp_path / "executed", tmp_path / "book", [src])
+    assert book.check(tmp_path / "book", tmp_path / "executed", [src]) == []
