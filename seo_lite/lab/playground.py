@@ -95,8 +95,8 @@ class Playground:
         self.tries: list[Try] = []
 
     def _start_number(self) -> int:
-        """Tries are numbered across sessions that share a log (each draws its own D_t)."""
-        return len(self.read_log(self.log)) if self.log is not None else 0
+        """Tries are numbered from 1 across sessions that share a log (each draws its own D_t)."""
+        return 1 + (len(self.read_log(self.log)) if self.log is not None else 0)
 
     def submit(self, text: str | Sequence[str]) -> Try:
         """Score ``text`` (the learner's rules) against E_t on a fresh D_t and decide."""
@@ -104,21 +104,23 @@ class Playground:
         if not parsed.ok:
             raise ValueError("no rules found: write one rule per line")
         number = self._start_number() + (0 if self.log is not None else len(self.tries))
-        rng = step_rng(self.config.seed, number, "learner-validation")
+        rng = step_rng(self.config.seed, number - 1, "learner-validation")   # try n draws stream n-1
         d_t = sample_validation_set(self.train, self.config.val_size, rng)
-        cand = Candidate(id="learner", example_id="", sample_index=number,
+        cand = Candidate(id="your rules", example_id="", sample_index=number,
                          raw="\n".join(parsed.experience.rules), experience=parsed.experience,
                          cut=parsed.cut)
         if parsed.experience.rules == self.experience.rules:
             cand.duplicate_of = "E_t"
         s_t, s_c = score_experiences(self.task, self.generator, [self.experience, parsed.experience], d_t)
         cand.val_scores, cand.val_score = s_c, _mean(s_c)
-        decision = select([cand], _mean(s_t), self.config,
-                          step_rng(self.config.seed, number, "learner-select"))
+        v_t, v_c = _mean(s_t), _mean(s_c)
+        decision = select([cand], v_t, self.config,
+                          step_rng(self.config.seed, number - 1, "learner-select"))
         t = Try(number=number, who=self.who, rules=parsed.experience.to_list(),
                 experience_t=self.experience.to_list(), validation_ids=[ex.id for ex in d_t],
-                scores_t=s_t, scores_candidate=s_c, v_t=_mean(s_t), v_candidate=_mean(s_c),
-                accepted=decision.accepted, reason=decision.reason, cut=list(parsed.cut),
+                scores_t=s_t, scores_candidate=s_c, v_t=v_t, v_candidate=v_c,
+                accepted=decision.accepted, reason=_in_words(decision, cand, v_t, v_c),
+                cut=list(parsed.cut),
                 timestamp=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         self.tries.append(t)
         if self.log is not None:
@@ -167,6 +169,15 @@ class Playground:
 
         button.on_click(on_click)
         return w.VBox([area, button, out])
+
+
+def _in_words(decision, cand: Candidate, v_t: float, v_c: float) -> str:
+    """``select``'s verdict said to the learner (its own reason names candidate ids)."""
+    if cand.duplicate_of == "E_t":
+        return "these rules are E_t already: nothing new to try; E_t kept"
+    if decision.accepted:
+        return f"your rules beat E_t on D_t ({v_c:.3f} > {v_t:.3f}): they become E_t"
+    return f"your rules did not beat E_t on D_t ({v_c:.3f} <= {v_t:.3f}): E_t kept"
 
 
 __all__ = ["Playground", "Try", "rules_from_text"]

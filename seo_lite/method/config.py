@@ -12,7 +12,7 @@ mini-batch size n            ``batch_size``
 candidates per example k     ``num_candidates``
 validation set size |D_t|    ``val_size``           drawn fresh each step
 rule cap                     ``max_rules``
-ablation: no validation      ``validation="none"``  best-looking candidate taken unchecked
+ablation: no validation      ``validation="none"``  a random candidate taken unchecked
 ablation: fixed validation   ``validation="fixed"`` one D drawn once and reused
 ablation: no comparison      ``comparison_trials=False``  optimizer sees no delta
 weaker optimizer             ``optimizer=...``      any model spec

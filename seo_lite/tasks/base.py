@@ -223,14 +223,10 @@ class Task:
             priors = self._label_priors(groups, examples, out, cf_out)
             preds = []
             for i, (ex, s) in enumerate(zip(examples, out)):
-                prior = priors.get(i)
-                probs = calib.calibrate(s.logprobs, prior) if prior is not None else None
-                label = self.labels[s.best if probs is None else calib.argmax(probs)]
-                preds.append(Prediction(
-                    ex.id, label, label, float(self.score(label, ex)), s.cached,
-                    [round(x, 4) for x in s.logprobs],
-                    None if prior is None else [round(math.exp(x), 4) for x in prior],
-                    None if probs is None else [round(x, 4) for x in probs]))
+                best, raw, prior, probs = calib.decide(s.logprobs, priors.get(i))
+                label = self.labels[best]
+                preds.append(Prediction(ex.id, label, label, float(self.score(label, ex)),
+                                        s.cached, raw, prior, probs))
             return preds
         with _naming_examples(reqs, examples):
             out = llm.generate(reqs, role=role, progress=progress)

@@ -95,5 +95,24 @@ def argmax(values: Sequence[float]) -> int:
     return max(range(len(values)), key=lambda i: values[i])
 
 
+STORED_DECIMALS = 4      # a prediction keeps its scores to 4 decimals
+
+
+def decide(logprobs: Sequence[float], prior_log: Sequence[float] | None = None
+           ) -> tuple[int, list[float], list[float] | None, list[float] | None]:
+    """The answer's label index and the rows a prediction stores: the raw
+    log-probs, the prior pi(y) and the calibrated q(y | x) (these two None
+    without a prior), all rounded to :data:`STORED_DECIMALS`.  The answer is
+    the argmax of the *stored* row (q with a prior, the raw log-probs without),
+    so a reader who takes the argmax of a logged row finds the logged answer;
+    a tie after rounding goes to the earlier label."""
+    r = lambda xs: [round(x, STORED_DECIMALS) for x in xs]
+    raw = r(logprobs)
+    if prior_log is None:
+        return argmax(raw), raw, None, None
+    probs = r(calibrate(logprobs, prior_log))
+    return argmax(probs), raw, r(math.exp(x) for x in prior_log), probs
+
+
 __all__ = ["CALIBRATIONS", "CONTENT_FREE_INPUTS", "label_distribution", "log_normalize",
-           "log_prior", "calibrate", "argmax"]
+           "log_prior", "calibrate", "argmax", "decide"]
