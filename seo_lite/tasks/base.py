@@ -31,7 +31,6 @@ example's input field and cuts the rest.
 from __future__ import annotations
 
 import contextlib
-import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Sequence
 
