@@ -232,3 +232,27 @@ def test_run_seo_notebook_dry_run_stops_before_any_model(tmp_path):
     assert "Dry run (no model loaded)" in text and "API cost" in text and "not found" in text
     assert "DRY_RUN: stopped before any model loads" in text
     assert not out.exists()
+
+
+def test_the_dry_run_names_the_examples_that_would_not_fit_the_window():
+    """The run refuses a prompt past the generator's window (llm.base.check_window); the
+    dry run says beforehand which examples that will be.  The window comes from the option
+    here, from the model's config for local models."""
+    config = SEOConfig(task="sst2", answer_mode="rank", steps=1, batch_size=2, num_candidates=1,
+                       val_size=2, train_size=8, dev_size=2, test_size=4, bootstrap=0,
+                       generator="hf:/nonexistent/model", optimizer="rulebank")
+    base = estimate_cost(config)
+    assert not any("context window" in a for a in base.assumptions)     # window unknown
+    lengths = sorted(p.prompt_tokens // max(p.calls, 1) for p in base.phases if p.calls)
+    window = lengths[len(lengths) // 2]                                # some fit, some do not
+    tight = config.replace(generator_options={"context_window": window})
+    note = next(a for a in estimate_cost(tight).assumptions if "context window" in a)
+    n = int(note.split(" example")[0])
+    assert 0 < n <= config.train_size + config.dev_size + config.test_size
+    assert f"window of {window} tokens" in note and "max_input_chars" in note
+
+
+def test_the_embedded_models_window_is_read_from_its_file():
+    assert token_counter("embedded").context_window == 8192             # SmolLM2's config
+    assert token_counter("openai:m", {"context_window": 4096}).context_window == 4096
+    assert token_counter("openai:m").context_window is None

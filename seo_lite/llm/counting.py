@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from .base import LLM, Completion, Loglikelihoods
+from .base import LLM, Completion, LLMError, Loglikelihoods
 from .cache import CallCache, default_cache
 from .hf import HFLLM
 
@@ -67,6 +67,7 @@ class CountingLLM(LLM):
         self.exact = tokenizer is not None           # False: characters / 4
         self.phases: dict[str, Phase] = {}
         self.golds, self._lengths, self.rules, self.replies = {}, [], ("Follow the instruction.",), 0
+        self.ids, self.too_long = {}, set()              # examples whose prompt misses the window
 
     def identity(self) -> dict:
         return {"backend": self.backend, "model": self.spec}
@@ -109,12 +110,19 @@ class CountingLLM(LLM):
         text = r.messages[-1]["content"]
         self._phase.estimated |= not self.exact or self._phase.role == "optimizer" \
             or self.rules[0] in text                 # a placeholder answer or experience
-        return next((self.golds[text[-n:]] for n in self._lengths if text[-n:] in self.golds), "")
+        key = next((text[-n:] for n in self._lengths if text[-n:] in self.golds), None)
+        return (key, self.golds[key]) if key is not None else (None, "")
+
+    def _fits(self, key, n_tokens: int, reserve: int) -> int:
+        if key is not None and not self.fits(n_tokens, reserve):
+            self.too_long.add(self.ids[key])
+        return n_tokens
 
     def set_task(self, task, examples, max_rules: int) -> str:
         """Learn the examples' gold answers and the optimizer's rules (:func:`typical_rules`);
         returns what those rules are."""
         self.golds = {task.format_input(ex).strip(): ex.gold for ex in examples}
+        self.ids = {task.format_input(ex).strip(): ex.id for ex in examples}
         self._lengths = sorted({len(k) for k in self.golds}, reverse=True)
         self.rules, basis = typical_rules(task, max_rules)
         return basis
@@ -122,7 +130,7 @@ class CountingLLM(LLM):
     def _generate(self, requests):
         out = []
         for r in requests:
-            reply = self._gold(r)
+            key, reply = self._gold(r)
             if self._phase.role == "optimizer":
                 rules, c, order = list(self.rules), self.replies, []
                 self.replies += 1
@@ -131,17 +139,17 @@ class CountingLLM(LLM):
                     order.append(rules.pop(j))
                 order[-1] += f" ({c})" if c else ""
                 reply = "\n".join(f"{i}. {rule}" for i, rule in enumerate(order, 1))
-            out.append(Completion(reply, self.prompt(r.messages, r.prefix),
-                                  0 if self.free else r.params.max_new_tokens))
+            n = self._fits(key, self.prompt(r.messages, r.prefix), r.params.max_new_tokens)
+            out.append(Completion(reply, n, 0 if self.free else r.params.max_new_tokens))
         return out
 
     def _loglikelihood(self, requests):
         out = []
         for r in requests:
-            gold = self._gold(r)
+            key, gold = self._gold(r)
+            counts = [self.count_tokens(c) for c in r.continuations]
             out.append(Loglikelihoods([0.0 if c == gold else -1.0 for c in r.continuations],
-                                      [self.count_tokens(c) for c in r.continuations],
-                                      self.prompt(r.messages)))
+                                      counts, self._fits(key, self.prompt(r.messages), max(counts))))
             self._phase.label_tokens += sum(out[-1].token_counts)
         return out
 
@@ -188,6 +196,31 @@ def token_counter(spec: str, options: dict | None = None, tokenizer: str | None 
     files (never weights, never the network).  ``tokenizer``: a local folder with the
     tokenizer's files, used instead."""
     estimate = f"estimate: characters / {CHARS_PER_TOKEN}"
+    counter = _token_counter(spec, options, tokenizer, estimate)
+    counter.context_window = _window(spec, options)
+    return counter
+
+
+def _window(spec: str, options: dict | None) -> int | None:
+    """The context window the run would enforce: the ``context_window`` option, else a
+    local model's config (read from local files only); None where neither says."""
+    if (options or {}).get("context_window"):
+        return int(options["context_window"])
+    kind, _, source = spec.partition(":")
+    if spec == "embedded":
+        from .embedded import embedded_gguf_path
+        kind, source = "hf", str(embedded_gguf_path())
+    if kind != "hf" or not (source.endswith(".gguf") or Path(source).expanduser().exists()):
+        return None
+    from .hf import WINDOW_FIELDS, _config_alone
+    try:
+        config = _config_alone(source)
+    except LLMError:
+        return None
+    return next((getattr(config, f) for f in WINDOW_FIELDS if isinstance(getattr(config, f, None), int)), None)
+
+
+def _token_counter(spec, options, tokenizer, estimate) -> CountingLLM:
     count = lambda basis, tok=None: CountingLLM(spec, basis, tok)
     kind, _, source = spec.partition(":")
     path = Path(source).expanduser()

@@ -150,7 +150,11 @@ def estimate_cost(config: SEOConfig, *, price_per_mtok=None, tokens_per_second=N
              (gen.cache is None, "the call cache is off (SEO_LITE_CACHE): only identical requests "
               "within one call are answered once"),
              (mode == "rank", "label ranking generates no tokens; local backends run a shared prompt "
-              "prefix once, so they compute fewer prompt tokens than counted here")]
+              "prefix once, so they compute fewer prompt tokens than counted here"),
+             (gen.too_long, f"{len(gen.too_long)} example(s) do not fit the generator's context "
+              f"window of {gen.context_window} tokens (prompt + answer), e.g. "
+              f"{', '.join(sorted(gen.too_long)[:3])}: the run will refuse them; shorten the input "
+              "(--task-option max_input_chars=N)")]
     return CostEstimate(config, mode, phases, {"generator": gen.basis, "optimizer": opt.basis},
                         [text for cond, text in notes if cond], price, rate)
 
