@@ -14,7 +14,7 @@ from typing import Any
 
 from .base import LLM, LLMError, Request
 from .decode import DecodeLoop
-from .hf_loading import _Loaded, load_model, model_identity
+from .hf_loading import _Loaded, converted_folder, load_model, model_identity
 
 
 def render_chat(tok, messages, add_generation_prompt: bool = True) -> str:
@@ -37,7 +37,10 @@ def _config_alone(source: str):
 
     path = Path(source).expanduser()
     try:
-        if source.endswith(".gguf"):
+        if source.endswith(".gguf"):                 # its converted checkpoint's, if there
+            converted = converted_folder(path)        # (parsing the GGUF file takes seconds)
+            if (converted / "config.json").is_file():
+                return AutoConfig.from_pretrained(str(converted))
             return AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
         return AutoConfig.from_pretrained(str(path) if path.exists() else source)
     except (OSError, ValueError) as e:
