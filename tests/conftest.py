@@ -37,3 +37,17 @@ def embedded():
     from seo_lite.llm import make_llm
 
     return make_llm("embedded", cache=None)
+
+
+@pytest.fixture
+def fresh_call_cache(tmp_path, monkeypatch) -> Path:
+    """A new, empty call cache for this test (and the processes it starts), which
+    reuses the converted model checkpoint but none of the calls."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    shared = Path(os.environ["SEO_LITE_CACHE"])
+    for sub in ("models", "hashes"):
+        (shared / sub).mkdir(parents=True, exist_ok=True)
+        (cache / sub).symlink_to(shared / sub, target_is_directory=True)
+    monkeypatch.setenv("SEO_LITE_CACHE", str(cache))
+    return cache

@@ -9,7 +9,6 @@ nothing.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -350,15 +349,9 @@ def test_a_failing_cell_is_recorded_and_the_grid_goes_on(tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_grid_through_papermill_builds_figures_and_resumes(tmp_path, monkeypatch, capfd):
+def test_tiny_grid_through_papermill_builds_figures_and_resumes(tmp_path, monkeypatch, capfd,
+                                                                fresh_call_cache):
     """The real thing: run_seo.ipynb executed by papermill with the embedded model."""
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    shared = Path(os.environ["SEO_LITE_CACHE"])
-    for sub in ("models", "hashes"):                 # reuse the converted checkpoint, not the calls
-        (shared / sub).mkdir(parents=True, exist_ok=True)
-        (cache / sub).symlink_to(shared / sub, target_is_directory=True)
-    monkeypatch.setenv("SEO_LITE_CACHE", str(cache))
     base = {"TASK": "trec", "ANSWER_MODE": "rank", "PRESET": "smoke", "STEPS": 1, "BATCH_SIZE": 1,
             "NUM_CANDIDATES": 2, "VAL_SIZE": 2, "TRAIN_SIZE": 6, "DEV_SIZE": 2, "TEST_SIZE": 3,
             "OPT_MAX_NEW_TOKENS": 16}

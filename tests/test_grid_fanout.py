@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -170,17 +169,6 @@ def test_status_shows_finished_running_failed_and_pending_cells(tmp_path, capsys
     assert [e["status"] for e in grid_runner.executions(grid)] == ["ran", "failed"]
 
 
-def _fresh_cache(tmp_path, monkeypatch) -> Path:
-    cache = tmp_path / "cache"
-    cache.mkdir()
-    shared = Path(os.environ["SEO_LITE_CACHE"])
-    for sub in ("models", "hashes"):                 # reuse the converted checkpoint, not the calls
-        (shared / sub).mkdir(parents=True, exist_ok=True)
-        (cache / sub).symlink_to(shared / sub, target_is_directory=True)
-    monkeypatch.setenv("SEO_LITE_CACHE", str(cache))
-    return cache
-
-
 def _decisions(run_dir: Path) -> tuple:
     final = json.loads((run_dir / "final.json").read_text())
     steps = [json.loads(l) for l in (run_dir / "steps.jsonl").read_text().splitlines()]
@@ -189,10 +177,9 @@ def _decisions(run_dir: Path) -> tuple:
 
 
 @pytest.mark.slow
-def test_three_smoke_cells_through_submitits_local_executor_then_a_process_pool(tmp_path, monkeypatch,
-                                                                            capsys):
+@pytest.mark.usefixtures("fresh_call_cache")
+def test_three_smoke_cells_through_submitits_local_executor_then_a_process_pool(tmp_path, capsys):
     pytest.importorskip("submitit")
-    _fresh_cache(tmp_path, monkeypatch)
     cells = ablation.ablation_grid(SMOKE, seeds=(0,), validation=("none", "fixed"), comparison_off=False,
                                    weak_optimizer=None)
     assert len(cells) == 3

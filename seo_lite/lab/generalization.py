@@ -30,7 +30,7 @@ from typing import Sequence
 
 from ..machinery.build import make_task
 from ..machinery.data import GENERALIZATION, load_eval_set
-from ..machinery.files import atomic_write_text
+from ..machinery.files import save_json
 from ..machinery.runs import load_run
 from ..llm.secrets import public_options
 from ..method.evaluation import compare
@@ -105,9 +105,7 @@ def evaluate_generalization(run_dir: str | os.PathLike, pair: str | None = None,
                       "optimizer_options": public_options(cfg.optimizer_options), "seed": cfg.seed,
                       "task": cfg.task},
            "in_domain": in_domain, "results": results}
-    path = Path(run_dir) / RESULTS_FOLDER / f"{pair}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(out, indent=1, ensure_ascii=False) + "\n")
+    path = save_json(out, Path(run_dir) / RESULTS_FOLDER / f"{pair}.json")
     out["path"] = str(path)
     return out
 

@@ -28,7 +28,7 @@ from typing import Sequence
 
 from ..method.config import SEOConfig
 from ..method.experience import Experience
-from ..llm.cache import atomic_write_text
+from ..machinery.files import save_json
 from ..method.seo import Candidate, _mean, sample_validation_set, score_experiences, select, step_rng
 
 _NUMBERED = re.compile(r"^\s*(?:\(?\d{1,3}[.):\]]|[-*\u2022+])\s+")
@@ -136,8 +136,7 @@ class Playground:
                      generator=self.generator.name, seed=self.config.seed,
                      val_size=self.config.val_size)
         entries.append(entry)
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.log, json.dumps(entries, indent=1, ensure_ascii=False) + "\n")
+        save_json(entries, self.log)
 
     @staticmethod
     def read_log(path: str | os.PathLike | None) -> list[dict]:

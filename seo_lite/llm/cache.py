@@ -30,19 +30,14 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ..machinery.files import atomic_write_text  # noqa: F401  (re-exported: it lived here before)
-
 CACHE_VERSION = 1
 ENV_CACHE = "SEO_LITE_CACHE"
-
 
 class CacheError(RuntimeError):
     """The cache folder cannot be used."""
 
-
 def _cache_off() -> bool:
     return os.environ.get(ENV_CACHE, "").lower() in ("off", "none", "0")
-
 
 def cache_root() -> Path:
     """``$SEO_LITE_CACHE`` or ``$XDG_CACHE_HOME/seo_lite`` (``~/.cache/seo_lite``)."""
@@ -51,21 +46,17 @@ def cache_root() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "seo_lite"
 
-
 def default_cache() -> "CallCache | None":
     """The call cache under :func:`cache_root`; ``SEO_LITE_CACHE=off`` disables it."""
     if _cache_off():
         return None
     return CallCache(cache_root() / "calls")
 
-
 def _canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
-
 #: This machine's name as temporary file names carry it (no dots: names are split on them).
 HOST = re.sub(r"[^A-Za-z0-9-]+", "-", socket.gethostname()).strip("-") or "host"
-
 
 def _remove_orphans(path: Path) -> None:
     """Delete temporary files of ``path`` that a killed writer of this host
@@ -76,7 +67,6 @@ def _remove_orphans(path: Path) -> None:
         pid = rest.split(".", 1)[0]
         if host == HOST and pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             tmp.unlink(missing_ok=True)
-
 
 def _write_entry(path: Path, text: str) -> None:
     """``text`` into ``path`` through a temporary file named by host, pid and a
@@ -89,7 +79,6 @@ def _write_entry(path: Path, text: str) -> None:
         tmp.unlink(missing_ok=True)
         raise
 
-
 def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` runs on this machine."""
     if pid <= 0:
@@ -101,7 +90,6 @@ def pid_alive(pid: int) -> bool:
     except OSError:                     # exists, owned by someone else
         return True
     return True
-
 
 class CallCache:
     """A folder of cached model answers, safe for concurrent processes."""

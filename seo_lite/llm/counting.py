@@ -212,12 +212,12 @@ def _window(spec: str, options: dict | None) -> int | None:
         kind, source = "hf", str(embedded_gguf_path())
     if kind != "hf" or not (source.endswith(".gguf") or Path(source).expanduser().exists()):
         return None
-    from .hf import WINDOW_FIELDS, _config_alone
+    from .hf import _config_alone, config_window
     try:
         config = _config_alone(source)
     except LLMError:
         return None
-    return next((getattr(config, f) for f in WINDOW_FIELDS if isinstance(getattr(config, f, None), int)), None)
+    return config_window(config)
 
 
 def _token_counter(spec, options, tokenizer, estimate) -> CountingLLM:

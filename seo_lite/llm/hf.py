@@ -51,6 +51,12 @@ def _config_alone(source: str):
 WINDOW_FIELDS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
 
 
+def config_window(config) -> int | None:
+    """The context window a model config states (the first of :data:`WINDOW_FIELDS`)."""
+    return next((getattr(config, f) for f in WINDOW_FIELDS
+                 if isinstance(getattr(config, f, None), int)), None)
+
+
 class HFLLM(DecodeLoop, LLM):
     """A transformers causal LM (Hub id, local folder or GGUF file)."""
 
@@ -120,11 +126,8 @@ class HFLLM(DecodeLoop, LLM):
         ``max_position_embeddings`` (SmolLM2: 8,192; Llama-2: 4,096), read
         without loading the weights where the config can be read alone."""
         if self._window is None:
-            config = self._loaded.model.config if self._loaded else _config_alone(self.source)
-            for name in WINDOW_FIELDS:
-                if isinstance(getattr(config, name, None), int):
-                    self._window = getattr(config, name)
-                    break
+            self._window = config_window(self._loaded.model.config if self._loaded
+                                         else _config_alone(self.source))
         return self._window
 
     def request_tokens(self, r) -> tuple[int, int]:
