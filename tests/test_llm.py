@@ -110,6 +110,19 @@ def test_identity_and_key_hold_no_path_or_secret(embedded):
     assert ident["device"] == "cpu" and ident["dtype"] == "float32"
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_dtype_auto_is_bfloat16_only_where_the_cpu_has_it(monkeypatch, native):
+    import torch
+    from seo_lite.llm.hf_loading import _resolve_dtype
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert _resolve_dtype(None, False) == torch.float32          # the documented numbers' dtype
+    assert _resolve_dtype("auto", False) == (torch.bfloat16 if native else torch.float32)
+    ident = make_llm("embedded", dtype="auto", cache=None).identity()
+    assert ident["dtype"] == ("bfloat16" if native else "float32")   # so the cache keys differ
+
+
 @pytest.mark.parametrize("spec,needle", [
     ("gpt-4", "valid forms"), ("hf:", "valid forms"), ("", "valid forms"),
     ("llama:7b", "valid forms"),
