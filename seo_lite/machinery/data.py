@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..tasks.base import Example, Task
+from ..tasks.base import Example, Task, row_answers
 from ..tasks.registry import get_task
 
 DATA_ENV = "SEO_LITE_DATA"
@@ -155,14 +155,10 @@ def _row_to_example(task: Task, row: dict) -> Example:
     mapper = getattr(task, "example_from_row", None)
     if mapper is not None:
         return mapper(row)
-    answers = row["answers"]
-    if isinstance(answers, str):
-        answers = [answers]
-    if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
-        raise ValueError("'answers' must be a non-empty list of strings")
+    answers = row_answers(row)
     if not isinstance(row["input"], str):
         raise ValueError("'input' must be a string")
-    return Example(str(row["id"]), row["input"], tuple(answers), row.get("context"),
+    return Example(str(row["id"]), row["input"], answers, row.get("context"),
                    dict(row.get("meta") or {}))
 
 

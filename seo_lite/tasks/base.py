@@ -89,6 +89,14 @@ class Example:
                    context=d.get("context"), meta=dict(d.get("meta") or {}))
 
 
+def row_answers(row: dict) -> tuple[str, ...]:
+    """A data row's ``answers`` (one string or a non-empty list of strings) as a tuple."""
+    answers = [row["answers"]] if isinstance(row["answers"], str) else row["answers"]
+    if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
+        raise ValueError("'answers' must be a non-empty list of strings")
+    return tuple(answers)
+
+
 @dataclass
 class Prediction:
     """The generator's answer to one example and its score in [0, 1]."""

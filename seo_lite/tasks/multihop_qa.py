@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from typing import Any, Sequence
 
-from .base import Example, Task, TaskError
+from .base import Example, Task, TaskError, row_answers
 from .metrics import best_over_aliases, exact_match, token_f1
 from ..llm.base import GenParams
 from ..llm.stopping import answer_end_rule
@@ -177,13 +177,9 @@ class MultiHopQA(Task):
 
     # data: local JSONL rows and Hub rows onto the common schema
     def example_from_row(self, row: dict) -> Example:
-        answers = row["answers"]
-        if isinstance(answers, str):
-            answers = [answers]
-        if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
-            raise ValueError("'answers' must be a non-empty list of strings")
+        answers = row_answers(row)
         meta = {k: row[k] for k in ("type", "level") if k in row}
-        return Example(str(row["id"]), str(row["question"]), tuple(answers), None, meta)
+        return Example(str(row["id"]), str(row["question"]), answers, None, meta)
 
     def example_from_hub(self, row: dict, index: int) -> Example:
         raise NotImplementedError
