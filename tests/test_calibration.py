@@ -206,8 +206,6 @@ def test_run_directory_records_calibration_and_explorer_shows_it(tmp_path):
     assert view["calibration"] == "contextual"
     assert view["trials"][0]["with"]["label_prior"] and view["trials"][0]["with"]["calibrated_probs"]
     assert "calibration contextual" in explorer.render_text(view)
-    assert "label calibration contextual" in explorer.render_step_html(view)
-    assert "label calibration contextual" in explorer.run_header_html(run)
     eval_rows = (tmp_path / "run" / "eval" / "test.jsonl").read_text()
     assert "calibrated_probs" in eval_rows
 

@@ -11,12 +11,8 @@ paper's ablations, one factor at a time around a baseline:
   only Y_E);
 * the size of the validation set |D_t| (the noise of v(E) on D_t falls like
   1/sqrt(|D_t|), see :mod:`seo_lite.lab.noise_study`);
-* a weaker optimizer M_opt.  On a CPU the embedded model is the only local
-  model, so "weaker" is the same SmolLM2-135M loaded in 4 bits (NF4 through
-  bitsandbytes: a coarser copy of the same weights) or the same model
-  sampling at a much higher temperature; :data:`WEAK_OPTIMIZERS` names both
-  and each cell records which one it used.  Any model spec (with its
-  options) is a weaker optimizer too: ``--weak-optimizer hf:... --weak-optimizer-option load_in_4bit=true``.
+* a weaker optimizer M_opt: on a CPU the same SmolLM2-135M in 4 bits or sampling
+  hot (:data:`WEAK_OPTIMIZERS`), or any model spec (``--weak-optimizer``).
 
 Not in the paper: label ranking with calibration (``CALIBRATION =
 "contextual" | "batch"``, :mod:`seo_lite.tasks.calibration`).  These cells
@@ -25,16 +21,9 @@ their test score without E is calibration alone, with E_T both
 (``seo_lite.lab.figures.grid_figure("calibration", ...)``).
 
 A grid is data: :data:`GRIDS` holds the package's own, and a lab's grid is a
-JSON or TOML file of the same keys (``base``, ``seeds``, ``tasks``, the
-factors above and ``factors = {FACTOR = {LEVEL = {PARAM = value}}}`` for any
-other), run by the same command (:func:`load_grid_file`).  The command's
-model and budget flags (every SEOConfig field, ``--preset``, ``--set``)
-change the base of every cell.
-
-Each setting runs with several seeds, so figures can show the spread across
-seeds (:func:`seo_lite.method.stats.across_seeds`).  Secrets never enter a
-parameter (papermill writes parameters into the executed notebook): API keys
-stay in the environment (``OPENAI_API_KEY``, ``HF_TOKEN``).
+JSON or TOML file of the same keys (:func:`load_grid_file`; docs/grids.md).
+Each setting runs with several seeds.  Secrets never enter a parameter
+(:func:`_check_params`: papermill writes parameters into the executed notebook).
 """
 from __future__ import annotations
 
@@ -187,11 +176,6 @@ def grid_cells(spec: dict, *, base: dict | None = None, seeds: Sequence[int] | N
     return sorted(ablation_grid(params, **spec), key=lambda c: c.seed)  # an early stop leaves whole seeds
 
 
-def named_grid(name: str, *, seeds: Sequence[int] | None = None) -> list[GridCell]:
-    """The cells of a grid of :data:`GRIDS` (or a grid file), seed by seed."""
-    return grid_cells(grid_spec(name), seeds=seeds)
-
-
 def knob_values(args) -> dict:
     """The SEOConfig fields given as flags or ``--set`` (field names, only those given)."""
     from ..method.config import ConfigError
@@ -300,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if failed else 0
 
 
-__all__ = ["WEAK_OPTIMIZERS", "GRIDS", "ablation_grid", "cell_name", "named_grid", "grid_cells",
+__all__ = ["WEAK_OPTIMIZERS", "GRIDS", "ablation_grid", "cell_name", "grid_cells",
            "grid_spec", "load_grid_file", "knob_values", "add_grid_flags", "main"]
 
 

@@ -12,19 +12,11 @@ Four ways to run one generator on one task, compared on the same test examples:
   (:mod:`seo_lite.llm.rulebank`), so the same generator call budget (the
   figure reports the calls made: repeated candidates are scored once).
 
-Run directories ``<out>/<task>/<arm>-s<seed>`` (arm: ``reference``, ``llm``,
-``rulebank``); the "no experience" scores are the paired ``without`` side of
-every run (same seed, same test split).  Two commands::
-
-    python -m seo_lite.lab.baselines run --task trec --seeds 0 1 2 --out runs/compare
-    python -m seo_lite.lab.baselines figure --runs runs/compare --out figures
-
-``run`` resumes (finished runs are skipped, a half-finished one resumes);
-``figure`` writes ``comparison-<task>.png`` and ``.json`` per task.
-
-Each arm's test score and each paired difference get a 95% interval from
-:func:`stratified_bootstrap` (and, with three or more seeds, the t-interval
-across seed means in the JSON).
+Run directories ``<out>/<task>/<arm>-s<seed>``; the "no experience" scores are
+the paired ``without`` side of every run (same seed, same test split).
+``python -m seo_lite.lab.baselines run`` makes (or resumes) them, ``... figure``
+writes ``comparison-<task>.png`` and ``.json`` per task: each arm's test score
+and each paired difference with a 95% interval (:func:`stratified_bootstrap`).
 """
 from __future__ import annotations
 
@@ -115,18 +107,15 @@ def arm_configs(task: str, seed: int, *, preset: str = "classroom", overrides: d
 def comparison_plan(tasks: Sequence[str], seeds: Sequence[int], out: str | os.PathLike, *,
                     preset: str = "classroom", overrides: dict | None = None,
                     generator: str = "embedded", generator_options: dict | None = None,
-                    optimizer: str | None = None, arms: Sequence[str] = ARMS,
+                    optimizer: str | None = None,
                     answer_mode: str | None = "auto") -> list[tuple[Path, SEOConfig]]:
     """``(run directory, config)`` of every run the comparison figure needs."""
-    bad = sorted(set(arms) - set(ARMS))
-    if bad:
-        raise ConfigError(f"unknown arm(s) {', '.join(bad)}; arms: {', '.join(ARMS)}")
     plans = []
     for task in tasks:
         for seed in seeds:
             cfgs = arm_configs(task, seed, preset=preset, overrides=overrides, generator=generator,
                                optimizer=optimizer, answer_mode=answer_mode)
-            for arm in arms:
+            for arm in ARMS:
                 cfg = cfgs[arm].replace(generator_options=dict(generator_options or {}))
                 plans.append((Path(out) / task_slug(task) / f"{arm}-s{seed}", cfg))
     return plans
@@ -205,13 +194,14 @@ def check_equal_budget(llm_dir: Path, rulebank_dir: Path) -> None:
 # -- statistics -------------------------------------------------------------------------------------------
 def stratified_bootstrap(per_seed: Sequence[Sequence[float]], *, n_boot: int = 2000,
                          seed: int = 0, confidence: float = 0.95) -> dict:
-    """Mean over seeds of per-seed means, with a percentile interval that
-    resamples examples within each seed.  For a paired difference pass the
-    per-example differences."""
+    """Mean over seeds of per-seed means (kept as ``per_seed``), with a percentile
+    interval that resamples examples within each seed.  For a paired difference
+    pass the per-example differences."""
     groups = [list(map(float, g)) for g in per_seed if len(g)]
     if not groups:
         return {"mean": math.nan, "low": math.nan, "high": math.nan, "n": 0, "seeds": 0}
-    mean = sum(sum(g) / len(g) for g in groups) / len(groups)
+    means = [sum(g) / len(g) for g in groups]
+    mean = sum(means) / len(means)
     rng = random.Random(seed)
     boots = []
     for _ in range(n_boot):
@@ -224,7 +214,7 @@ def stratified_bootstrap(per_seed: Sequence[Sequence[float]], *, n_boot: int = 2
     a = (1 - confidence) / 2
     q = lambda p: boots[min(len(boots) - 1, max(0, int(round(p * (len(boots) - 1)))))]
     return {"mean": mean, "low": q(a), "high": q(1 - a), "n": sum(len(g) for g in groups),
-            "seeds": len(groups)}
+            "seeds": len(groups), "per_seed": means}
 
 
 def summarize(task_runs: dict[int, dict[str, Path]], *, n_boot: int = 2000) -> dict:
@@ -253,19 +243,14 @@ def summarize(task_runs: dict[int, dict[str, Path]], *, n_boot: int = 2000) -> d
             run, final = load_run(arms[arm])
             usage[arm].append(_training_requests(run))
             experiences[arm].append(final.get("experience", []))
-    kw = dict(n_boot=n_boot)
-    out = {"seeds": seeds, "n_test_per_seed": [len(x) for x in scores["none"]], "arms": {},
+    out = {"seeds": seeds, "n_test_per_seed": [len(x) for x in scores["none"]],
+           "arms": {arm: stratified_bootstrap(per_seed, n_boot=n_boot) for arm, per_seed in scores.items()},
            "differences": {}, "usage": {}, "experiences": experiences}
-    for arm, per_seed in scores.items():
-        est = stratified_bootstrap(per_seed, **kw)
-        est["per_seed"] = [sum(x) / len(x) for x in per_seed]
-        out["arms"][arm] = est
     pairs = [("reference", "none"), ("llm", "none"), ("rulebank", "none"), ("llm", "rulebank"),
              ("llm", "reference"), ("rulebank", "reference")]
     for a, b in pairs:
         diffs = [[x - y for x, y in zip(sa, sb)] for sa, sb in zip(scores[a], scores[b])]
-        est = stratified_bootstrap(diffs, **kw)
-        est["per_seed"] = [sum(d) / len(d) for d in diffs]
+        est = stratified_bootstrap(diffs, n_boot=n_boot)
         if len(seeds) >= 3:
             t = across_seeds(est["per_seed"])
             est["across_seeds"] = {"mean": t.mean, "low": t.low, "high": t.high, "n": t.n}
@@ -360,7 +345,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                        description="Every SEOConfig field is a flag (models, budget; --set FIELD=VALUE).")
     add_grid_flags(r, fan_out=False)
     r.add_argument("--task", action="append", help="repeatable; default trec")
-    r.add_argument("--arm", action="append", choices=ARMS, help="only these arms (repeatable)")
     r.add_argument("--out", default="runs/compare")
     r.add_argument("--progress", action="store_true")
     f = sub.add_parser("figure", help="build the comparison figures from the run directories")
@@ -373,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             tasks = values.pop("task", None) or ["trec"]
             plan = dict(preset=args.preset or "classroom", generator=values.pop("generator", "embedded"),
                         generator_options=values.pop("generator_options", {}),
-                        optimizer=values.pop("optimizer", None), arms=args.arm or ARMS,
+                        optimizer=values.pop("optimizer", None),
                         answer_mode=values.pop("answer_mode", "auto"), overrides=values)
             seeds = args.seeds or [0, 1, 2]
             if args.dry_run:

@@ -94,12 +94,9 @@ def _write_predictions(path: Path, comp) -> None:
 
 def total_calls(final: dict) -> tuple[int, int]:
     """(model calls, cache hits) over training and evaluation."""
-    calls = hits = 0
-    for part in (final.get("usage", {}).get("steps", {}), final.get("usage", {}).get("evaluation", {})):
-        for u in part.values():
-            calls += u.get("calls", 0)
-            hits += u.get("cache_hits", 0)
-    return calls, hits
+    usage = final.get("usage", {})
+    roles = add_usage(usage.get(part, {}) for part in ("steps", "evaluation")).values()
+    return sum(u.get("calls", 0) for u in roles), sum(u.get("cache_hits", 0) for u in roles)
 
 
 def format_result(run: SEORun, final: dict) -> str:

@@ -2,21 +2,9 @@
 
 Every cell is resumable (:func:`seo_lite.lab.grid_runner.run_cell` skips a
 finished run directory and resumes a half-finished one), so fanning out only
-decides where each pending cell runs, through existing engines:
-
-* ``slurm``: submitit's ``SlurmExecutor.map_array``, one array task per
-  pending cell (``array_parallelism`` at once; partition, GPUs, CPUs, time,
-  memory as options).  :class:`CellRunner` is ``Checkpointable``: on
-  preemption or timeout submitit requeues the same call, which resumes.
-* ``local``: N submitit ``LocalExecutor`` jobs (``pool``: a
-  ``ProcessPoolExecutor``, where submitit is missing); worker i runs every
-  N-th pending cell, each in its own kernel, with cores // N threads
-  (``OMP_NUM_THREADS``: torch threads thrash when workers share cores) and,
-  where torch sees GPUs, ``CUDA_VISIBLE_DEVICES=i``.
-* ``commands``: one shell command per pending cell, for any other scheduler;
-  ``sbatch``: the file the slurm engine would submit (rendered by submitit).
-
-The runs, the call cache and the logs must be on storage every worker sees.
+decides where each pending cell runs; the engines, their flags and the shared
+storage they need are in docs/grids.md.  :class:`CellRunner` is submitit's
+``Checkpointable``: on preemption or timeout the same call is requeued, and resumes.
 """
 from __future__ import annotations
 
@@ -58,8 +46,7 @@ def _gpus() -> int:
 
 
 class CellRunner(_Requeueable):
-    """Runs some cells of a grid in this process (each in its own kernel).
-    Checkpointable: a requeued call is the same call, which resumes."""
+    """Runs some cells of a grid in this process (each in its own kernel)."""
 
     def __call__(self, grid: str, cells: Sequence[dict], notebook: str, kernel_name: str,
                  env: dict) -> list[tuple[str, str, str | None]]:
@@ -84,7 +71,7 @@ def fan_out(cells: Sequence[GridCell], grid_dir: str | os.PathLike, *, engine: s
             workers: int = 2, notebook: str | os.PathLike | None = None,
             kernel_name: str = "python3", logs: str | os.PathLike | None = None,
             slurm: dict | None = None, log: Callable[[str], None] = print) -> list:
-    """Run the grid's pending cells with ``engine`` (see the module docstring).
+    """Run the grid's pending cells with ``engine`` (see docs/grids.md).
     Local engines wait and return ``(name, status, error)`` per cell they ran;
     ``slurm`` returns the submitted jobs (``python -m seo_lite.lab.grid_runner
     status GRID_DIR`` follows them)."""

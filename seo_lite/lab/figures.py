@@ -1,10 +1,7 @@
 """figures/: which files each PNG is made from, rebuilt by ``seo-lite figures [--runs runs] [--out figures]``.
 
-Each builder reads with :mod:`seo_lite.lab.results`, draws with
-:mod:`seo_lite.lab.plots` and saves one PNG; :func:`build_all` builds every
-figure the files under ``runs_root`` support (what it looks for:
-:func:`seo_lite.lab.results.discover`).  ``figures/seo-step.png`` is
-:func:`step_figure` of a run's first step.
+Each builder reads with :mod:`seo_lite.lab.results`, draws with :mod:`seo_lite.lab.plots`
+and saves one PNG (what :func:`build_all` looks for: :func:`seo_lite.lab.results.discover`).
 """
 from __future__ import annotations
 
@@ -25,8 +22,10 @@ def _save(fig, path) -> Path | None:
 def step_figure(run_dir: str | os.PathLike, step: int = 0,
                 out: str | os.PathLike | None = None) -> Path:
     """The diagram of one logged step of a run (default ``<run_dir>/figures/step-<step>.png``)."""
-    record, config = results.step_record(run_dir, step)
-    return plots.save(plots.step_diagram(record, config=config),
+    run, _ = results.load_run(run_dir)
+    if not 0 <= step < len(run.steps):
+        raise ValueError(f"{run_dir} has {len(run.steps)} logged step(s); no step {step}")
+    return plots.save(plots.step_diagram(run.steps[step], config=run.config),
                       out or Path(run_dir) / "figures" / f"step-{step}.png")
 
 

@@ -17,9 +17,6 @@ is reported with a paired bootstrap interval (:func:`seo_lite.method.evaluation.
 Which tasks pair with which is data (:data:`seo_lite.machinery.data.GENERALIZATION`),
 and the examples come from :func:`seo_lite.machinery.data.load_eval_set`, which leaves
 out everything the run trained or validated on.
-
-Results are files: ``<run_dir>/generalization/<pair>.json``, so figures
-(:mod:`seo_lite.lab.figures`) are built from them, not from a notebook's memory.
 """
 from __future__ import annotations
 
@@ -45,9 +42,9 @@ def pairs_for(task_name: str) -> list[str]:
     return [p for p, spec in GENERALIZATION.items() if get_task(spec["train"]).name == name]
 
 
-def _estimate(comp) -> dict:
-    d = comp.to_dict()
-    return {"with": d["with"]["score"], "without": d["without"]["score"],
+def _estimate(d: dict) -> dict:
+    """What a result keeps of a comparison (``Comparison.to_dict()``, as in ``final.json``)."""
+    return {"n": d["with"]["score"]["n"], "with": d["with"]["score"], "without": d["without"]["score"],
             "diff": d["paired"]["diff"], "wins": d["paired"]["wins"],
             "losses": d["paired"]["losses"], "ties": d["paired"]["ties"],
             "metrics_with": d["with"]["metrics"], "metrics_without": d["without"]["metrics"]}
@@ -88,13 +85,9 @@ def evaluate_generalization(run_dir: str | os.PathLike, pair: str | None = None,
         comp = compare(task, generator, examples, run.experience, split=f"transfer:{task.name}",
                        n_boot=cfg.bootstrap, seed=cfg.seed,
                        progress=f"{task.name}" if progress else False)
-        results[task.name] = {"n": len(examples), **_estimate(comp)}
-    in_domain = None
-    if final and "test" in final.get("comparisons", {}):
-        c = final["comparisons"]["test"]
-        in_domain = {"n": c["with"]["score"]["n"], "with": c["with"]["score"],
-                     "without": c["without"]["score"], "diff": c["paired"]["diff"],
-                     "metrics_with": c["with"]["metrics"], "metrics_without": c["without"]["metrics"]}
+        results[task.name] = _estimate(comp.to_dict())
+    test = (final or {}).get("comparisons", {}).get("test")
+    in_domain = _estimate(test) if test else None
     out = {"pair": pair, "train_task": get_task(cfg.task).name, "size": size,
            "experience": run.experience.to_list(), "steps": len(run.steps),
            "models": {"generator": generator.identity(),

@@ -6,13 +6,9 @@ paper's ablation grids.  :func:`run_grid` executes every cell as
 
     papermill run_seo.ipynb  <grid>/<name>.ipynb  -p ...  OUT_DIR=<grid>/<name>/
 
-A cell is finished when its run directory holds ``final.json``; an
-interrupted grid, run again, skips finished cells and re-executes the others,
-and a half-finished run directory resumes after its last logged step (the
-run directory's own resume).  Every execution is appended to
-``<grid>/executions.jsonl``, which is how one can check that nothing ran
-twice; ``<grid>/grid.json`` lists the cells (what figures group runs by).
-``run_seo.ipynb`` is a file of the repository (:func:`find_run_notebook`).
+Finished cells (``final.json``) are skipped and half-finished ones resume
+(docs/grids.md).  Every execution is appended to ``<grid>/executions.jsonl``
+(so one can check that nothing ran twice); ``<grid>/grid.json`` lists the cells.
 """
 from __future__ import annotations
 
@@ -35,8 +31,6 @@ RUNNING = "running"                # the line an execution logs when it starts
 
 @dataclass(frozen=True)
 class GridCell:
-    """One run of a grid: a factor, its level, a seed and the parameters."""
-
     name: str
     factor: str                  # baseline | validation | comparison_trials | val_size | optimizer
     level: str
@@ -65,12 +59,10 @@ def find_run_notebook(notebook: str | os.PathLike | None = None) -> Path:
             raise FileNotFoundError(f"{path} not found: give the path of run_seo.ipynb")
         return path.resolve()
     here = Path.cwd().resolve()
-    tried = []
     for folder in (here, *here.parents):
         for path in (folder / "notebooks" / RUN_NOTEBOOK_NAME, folder / RUN_NOTEBOOK_NAME):
             if path.is_file():
                 return path
-            tried.append(str(path))
     raise FileNotFoundError(
         f"{RUN_NOTEBOOK_NAME} not found (looked in {here} and the folders above it). The grid "
         "runs the notebooks/run_seo.ipynb of the seo_lite repository, which the installed "

@@ -28,10 +28,11 @@ def validation_noise(task, generator, pool, experiences: dict[str, Any], sizes: 
     names = list(experiences)
     exps = [experiences[n] for n in names]
     rng = random.Random(f"noise:{seed}")
+    rest = [ex for ex in pool if ex.id not in {e.id for e in exclude}]
     results = {"task": task.name, "models": f"generator {generator.name}",
                "sizes": [int(s) for s in sizes], "draws": int(draws), "experiences": names,
                "rules": {n: list(getattr(e, "rules", ()) or ()) for n, e in experiences.items()},
-               "pool": len(pool) - len({ex.id for ex in exclude}), "scores": {}, "seed": seed}
+               "pool": len(rest), "scores": {}, "seed": seed}
     for size in sizes:
         per = {n: [] for n in names}
         for _ in range(draws):
@@ -40,8 +41,7 @@ def validation_noise(task, generator, pool, experiences: dict[str, Any], sizes: 
             for n, s in zip(names, scores):
                 per[n].append(sum(s) / len(s))
         results["scores"][str(size)] = per
-    full = score_experiences(task, generator, exps, [ex for ex in pool if ex.id not in
-                                                     {e.id for e in exclude}])
+    full = score_experiences(task, generator, exps, rest)
     results["pool_means"] = {n: sum(s) / len(s) for n, s in zip(names, full)}
     return results
 

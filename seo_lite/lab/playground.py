@@ -11,10 +11,6 @@ one a run would reach for the same candidate on the same D_t.  An accepted
 candidate becomes the new E_t, as in a run.  Every try is appended to a JSON
 log (rules, E_t, D_t ids, per-example scores, decision, time) so that a class
 can compare who found what.
-
-In a notebook: ``Playground(...).widget()`` (an ipywidgets text area and a
-button; the button calls :meth:`Playground.submit`), or call
-``submit(text)`` from a plain cell.
 """
 from __future__ import annotations
 
@@ -61,9 +57,6 @@ class Try:
     cut: list[str] = field(default_factory=list)
     timestamp: str = ""
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
     def __str__(self) -> str:
         verdict = "SEO would ACCEPT these rules" if self.accepted else "SEO would REJECT these rules"
         lines = [f"try {self.number}: {verdict}",
@@ -94,16 +87,13 @@ class Playground:
         self.who = who
         self.tries: list[Try] = []
 
-    def _start_number(self) -> int:
-        """Tries are numbered from 1 across sessions that share a log (each draws its own D_t)."""
-        return 1 + (len(self.read_log(self.log)) if self.log is not None else 0)
-
     def submit(self, text: str | Sequence[str]) -> Try:
         """Score ``text`` (the learner's rules) against E_t on a fresh D_t and decide."""
         parsed = rules_from_text(text, self.config.max_rules)
         if not parsed.ok:
             raise ValueError("no rules found: write one rule per line")
-        number = self._start_number() + (0 if self.log is not None else len(self.tries))
+        # numbered from 1 across the sessions that share a log (each try draws its own D_t)
+        number = 1 + (len(self.read_log(self.log)) if self.log is not None else len(self.tries))
         rng = step_rng(self.config.seed, number - 1, "learner-validation")   # try n draws stream n-1
         d_t = sample_validation_set(self.train, self.config.val_size, rng)
         cand = Candidate(id="your rules", example_id="", sample_index=number,
@@ -131,7 +121,7 @@ class Playground:
 
     def _append(self, t: Try) -> None:
         entries = self.read_log(self.log)
-        entry = t.to_dict()
+        entry = asdict(t)
         entry.update(task=self.task.name, answer_mode=self.task.answer_mode,
                      generator=self.generator.name, seed=self.config.seed,
                      val_size=self.config.val_size)

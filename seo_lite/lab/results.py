@@ -3,9 +3,7 @@
 This module opens files and draws nothing; :mod:`seo_lite.lab.plots` draws
 what it returns.  Each reader returns what one figure needs (lists, dicts,
 estimates with their intervals), so a figure is a function of files and its
-drawing can be tested with numbers written by hand.  Every grid cell is named by
-the *condition* it runs ("SEO", "fixed D", "|D_t|=4", ...), the key of the
-one palette, :data:`seo_lite.lab.plots.COLOURS`.
+drawing can be tested with numbers written by hand.
 """
 from __future__ import annotations
 
@@ -52,14 +50,6 @@ def discover(runs_root: str | os.PathLike) -> dict:
             found["runs" if done else "unfinished"].append(run_dir)
     found["noise"] = sorted(root.rglob("validation_noise*.json"))
     return found
-
-
-def step_record(run_dir: str | os.PathLike, step: int = 0):
-    """(record of step ``step``, config) of a run directory."""
-    run, _ = load_run(run_dir)
-    if not 0 <= step < len(run.steps):
-        raise ValueError(f"{run_dir} has {len(run.steps)} logged step(s); no step {step}")
-    return run.steps[step], run.config
 
 
 # -- scores ------------------------------------------------------------------------------------------
