@@ -108,7 +108,7 @@ def build_backend(shape: str, precision: str, device: str, folder: Path, seed: i
     config.save_pretrained(folder)
     llm = HFLLM(str(folder), dtype=str(dtype).replace("torch.", ""), cache=None,
                 device_map=device)
-    llm._loaded = _Loaded(model, tok, llm.identity(), 0.0)
+    llm._loaded = _Loaded(model, tok)
     return llm
 
 

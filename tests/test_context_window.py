@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from seo_lite.llm import GenParams, Request
-from seo_lite.llm.base import ContextWindowError, fits_window
+from seo_lite.llm import GenParams, Request, make_llm
+from seo_lite.llm.base import ContextWindowError
 from seo_lite.machinery.build import make_task
 from seo_lite.method.config import SEOConfig
 from seo_lite.tasks import get_task
@@ -21,10 +21,12 @@ LONG = Example("review_long", "an astonishing, patient and humane film " * 1300,
 SHORT = Example("review_short", "an astonishing film", ("positive",))
 
 
-def test_fits_window_counts_the_prompt_and_what_follows_it():
-    assert fits_window(8000, 8192) and fits_window(8000, 8192, reserve=192)
-    assert not fits_window(8000, 8192, reserve=193) and not fits_window(8193, 8192)
-    assert fits_window(10 ** 6, None)                  # unknown window: nothing to refuse
+def test_fits_counts_the_prompt_and_what_follows_it():
+    llm = make_llm("rulebank", cache=None)
+    assert llm.fits(10 ** 6)                           # unknown window: nothing to refuse
+    llm.context_window = 8192
+    assert llm.fits(8000) and llm.fits(8000, reserve=192)
+    assert not llm.fits(8000, reserve=193) and not llm.fits(8193)
 
 
 def test_the_hf_window_comes_from_the_model_config(embedded):

@@ -225,7 +225,7 @@ def test_a_killed_writers_temporary_file_is_swept_when_the_key_is_written(tmp_pa
 def test_progress_off_a_terminal_is_occasional_plain_lines(monkeypatch):
     import io
 
-    from seo_lite.llm.progress import LineProgress, progress_bar, progress_style, with_progress
+    from seo_lite.llm.progress import LineProgress, progress_style, reported, reporter
 
     monkeypatch.delenv("SEO_LITE_PROGRESS", raising=False)
     assert progress_style(io.StringIO()) == "lines"           # a redirected stream
@@ -238,5 +238,5 @@ def test_progress_off_a_terminal_is_occasional_plain_lines(monkeypatch):
     assert 2 <= len(lines) <= 11 and "\r" not in out.getvalue() and "\x1b" not in out.getvalue()
     assert lines[-1].startswith("D_t: 100/100 (100%)")
     monkeypatch.setenv("SEO_LITE_PROGRESS", "off")
-    assert progress_bar(with_progress([1, 2], "x", "generate")) is None
-    assert progress_bar(with_progress([1, 2], False, "generate")) is None
+    assert reporter(2, "x") is None
+    assert list(reported(iter([(0, "a"), (1, "b")]), 2, "x", "generate")) == [(0, "a"), (1, "b")]

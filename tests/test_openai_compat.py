@@ -255,7 +255,7 @@ def test_local_server_needs_no_key_and_base_url_comes_from_env(monkeypatch):
         monkeypatch.setenv("OPENAI_BASE_URL", s.base_url)
         llm = make_llm("openai:test-model", cache=None)
         assert llm.identity()["base_url"] == s.base_url
-        assert llm.chat("hi") == "echo: hi"
+        assert llm.generate(Request("hi")).text == "echo: hi"
 
 
 def test_bad_options_are_refused():

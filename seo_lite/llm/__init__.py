@@ -45,11 +45,9 @@ def _backend(spec: str):
 def valid_options(spec: str) -> list[str]:
     """The keyword options a spec accepts."""
     cls, _ = _backend(spec)
+    if cls.__name__ == "EmbeddedLLM":           # takes HFLLM's options, through **options
+        from .hf import HFLLM as cls
     params = inspect.signature(cls.__init__).parameters
-    if cls.__name__ == "EmbeddedLLM":
-        from .hf import HFLLM
-        params = inspect.signature(HFLLM.__init__).parameters
-        return [p for p in params if p not in ("self", "source") and not p.startswith("_")]
     return [p for p in params if p not in ("self", "source", "model") and not p.startswith("_")]
 
 

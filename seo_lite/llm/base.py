@@ -58,13 +58,6 @@ class ContextWindowError(LLMError):
         self.request, self.tokens, self.reserve, self.window = request, tokens, reserve, window
 
 
-def fits_window(n_tokens: int, window: int | None, reserve: int = 0) -> bool:
-    """Does a prompt of ``n_tokens`` (plus ``reserve`` tokens after it) fit a
-    context window of ``window`` tokens?  ``window=None``: unknown, so yes.
-    (``LLM.fits`` asks it with a backend's own window.)"""
-    return window is None or int(n_tokens) + int(reserve) <= int(window)
-
-
 @dataclass(frozen=True)
 class GenParams:
     """Generation parameters; every field is part of the cache key.
@@ -204,9 +197,6 @@ class Completion:
     finish_reason: str = "stop"
     prompt_tokens_computed: int | None = None   # None: all of prompt_tokens ran
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass
 class Loglikelihoods:
@@ -224,17 +214,10 @@ class Loglikelihoods:
         """Index of the most likely continuation (the first of equals)."""
         return max(range(len(self.logprobs)), key=lambda i: self.logprobs[i])
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 class LLM(ABC):
-    """A frozen model: ``generate`` and ``loglikelihood``.
-
-    A backend implements ``identity`` and ``_generate`` (and ``_loglikelihood``
-    if it can), each answering a list of cache misses.  Everything around those
-    calls (cache, de-duplication, accounting, progress) is ``self.calls``, a
-    :class:`~seo_lite.llm.cached.CallLayer`."""
+    """A frozen model: ``generate`` and ``loglikelihood`` (see the module docstring);
+    the call layer around a backend's calls is ``self.calls``."""
 
     backend: str = "base"
     supports_loglikelihood: bool = False
@@ -272,8 +255,9 @@ class LLM(ABC):
     context_window: int | None = None
 
     def fits(self, n_tokens: int, reserve: int = 0) -> bool:
-        """Does a prompt of ``n_tokens`` (+ ``reserve`` after it) fit this model's window?"""
-        return fits_window(n_tokens, self.context_window, reserve)
+        """Does a prompt of ``n_tokens`` (+ ``reserve`` after it) fit this model's
+        window?  An unknown window (None): yes."""
+        return self.context_window is None or int(n_tokens) + int(reserve) <= int(self.context_window)
 
     def check_window(self, requests: Sequence[Request | LoglikelihoodRequest],
                      role: str = "generator") -> None:
@@ -297,46 +281,37 @@ class LLM(ABC):
                 "inputs with the task option max_input_chars", request=r, tokens=n,
                 reserve=reserve, window=window)
 
-    def _windowed(self, backend, role: str):
-        """``backend`` with the window checked on its requests first."""
-        def run(requests):
-            self.check_window(requests, role)
-            return backend(requests)
-        return run
-
     # -- the public calls ---------------------------------------------------------
     def generate(self, requests: Sequence[Request] | Request, *, role: str = "generator",
                  progress: bool | str = False) -> list[Completion]:
         """Answer every request, in order; cache hits are marked ``cached=True``."""
-        single = isinstance(requests, Request)
-        reqs = [requests] if single else list(requests)
-        for r in reqs:
-            if not isinstance(r, Request):
-                raise TypeError(f"generate() takes Request objects, got {type(r).__name__}")
-        out = self.calls.answer(reqs, identity=self.identity(),
-                                backend=self._windowed(self._generate, role),
-                                restore=_completion_from_cache, role=role, progress=progress,
-                                kind="generate", name=self.backend)
-        return out[0] if single else out
+        return self._answer(requests, Request, self._generate, _completion_from_cache, role,
+                            progress, "generate")
 
     def loglikelihood(self, requests: Sequence[LoglikelihoodRequest] | LoglikelihoodRequest, *,
                       role: str = "generator", progress: bool | str = False
                       ) -> list[Loglikelihoods]:
         """log p(continuation | prompt), summed over the continuation's tokens."""
-        single = isinstance(requests, LoglikelihoodRequest)
-        reqs = [requests] if single else list(requests)
-        if reqs and not self.supports_loglikelihood:
-            self._loglikelihood(reqs)  # raises the backend's clear error
-        out = self.calls.answer(reqs, identity=self.identity(),
-                                backend=self._windowed(self._loglikelihood, role),
-                                restore=_loglikelihoods_from_cache, role=role,
-                                progress=progress, kind="loglikelihood", name=self.backend)
-        return out[0] if single else out
+        return self._answer(requests, LoglikelihoodRequest, self._loglikelihood,
+                            _loglikelihoods_from_cache, role, progress, "loglikelihood")
 
-    def chat(self, prompt: str | Sequence[Message], *, role: str = "generator", **params) -> str:
-        """Convenience for notebooks: one prompt in, one text out."""
-        sample_index = params.pop("sample_index", 0)
-        return self.generate(Request(prompt, GenParams(**params), sample_index), role=role).text
+    def _answer(self, requests, request_type, backend, restore, role, progress, kind):
+        """One request or a list of ``request_type`` through the call layer; the window
+        is checked on the cache misses before ``backend`` answers them."""
+        single = isinstance(requests, request_type)
+        reqs = [requests] if single else list(requests)
+        for r in reqs:
+            if not isinstance(r, request_type):
+                raise TypeError(f"{kind}() takes {request_type.__name__} objects, got {type(r).__name__}")
+        if reqs and kind == "loglikelihood" and not self.supports_loglikelihood:
+            self._loglikelihood(reqs)  # raises the backend's clear error
+
+        def run(misses):
+            self.check_window(misses, role)
+            return backend(misses)
+        out = self.calls.answer(reqs, identity=self.identity(), backend=run, restore=restore,
+                                role=role, progress=progress, kind=kind, name=self.backend)
+        return out[0] if single else out
 
     def count_tokens(self, text: str) -> int | None:
         """Tokens of ``text`` in this model's own tokenizer (a loaded local
@@ -355,10 +330,6 @@ class LLM(ABC):
     @property
     def cache(self) -> CallCache | None:
         return self.calls.cache
-
-    @cache.setter
-    def cache(self, value: CallCache | None) -> None:
-        self.calls.cache = value
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.name}>"
@@ -383,4 +354,4 @@ def _loglikelihoods_from_cache(value: dict, request=None) -> Loglikelihoods:
 
 
 __all__ = ["GenParams", "Request", "LoglikelihoodRequest", "Completion", "Loglikelihoods",
-           "LLM", "LLMError", "ContextWindowError", "fits_window", "Usage", "RoleUsage", "merge_usage"]
+           "LLM", "LLMError", "ContextWindowError", "Usage", "RoleUsage", "merge_usage"]

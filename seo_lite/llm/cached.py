@@ -11,19 +11,18 @@
 3. caches every answer the moment it arrives, so a crash or a failing server
    loses at most the answers still in flight;
 4. counts calls, cache hits, tokens and seconds per role in ``usage``;
-5. passes the caller's ``progress=`` description on (``progress.py``).
-
-A learner reading the algorithm can skip this file: it changes what a model
-call costs, never what it answers.
+5. counts the answers of a backend that yields them as they arrive on a
+   progress reporter when the caller asked for one (``progress.py``).
 """
 from __future__ import annotations
 
 import os
 import time
+from dataclasses import asdict
 from typing import Callable
 
 from .cache import CallCache, default_cache
-from .progress import with_progress
+from .progress import reported
 from .usage import Usage
 
 
@@ -82,8 +81,9 @@ class CallLayer:
         keys = list(misses)
         todo = [reqs[misses[k][0]] for k in keys]
         t0 = time.perf_counter()
-        fresh = backend(with_progress(todo, progress, kind))
-        items = enumerate(fresh) if isinstance(fresh, list) else fresh
+        fresh = backend(todo)
+        items = (enumerate(fresh) if isinstance(fresh, list)
+                 else reported(fresh, len(todo), progress, kind))
         done, error = 0, None
         try:
             for j, res in items:
@@ -91,7 +91,7 @@ class CallLayer:
                     error = error or res
                     continue
                 k = keys[j]
-                value = res.to_dict()
+                value = asdict(res)
                 if self.cache is not None:
                     self.cache.put(k, payloads[k], value)
                 for n, i in enumerate(misses[k]):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .base import LLM, Completion, LLMError, Loglikelihoods
 from .cache import CallCache, default_cache
-from .hf import HFLLM
+from .hf import HFLLM, _config_alone, config_window, local_files
 
 CHARS_PER_TOKEN = 4          # the usual rule of thumb for English text; used only without a tokenizer
 
@@ -175,76 +175,53 @@ def _load_tokenizer(source: str, **kw):
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        return AutoTokenizer.from_pretrained(source, **kw)
+        return AutoTokenizer.from_pretrained(source, local_files_only=True, **kw)
     finally:
         hf_logging.set_verbosity(verbosity)
 
 
-def _gguf_tokenizer(path: Path):
-    """The tokenizer of a GGUF file: from its converted checkpoint when there is one
-    (``hf_loading.convert_gguf``), else read from the file's metadata (no weights)."""
-    from .hf_loading import converted_folder
-
-    folder = converted_folder(path)
-    if (folder / "tokenizer_config.json").is_file():
-        return _load_tokenizer(str(folder), local_files_only=True)
-    return _load_tokenizer(str(path.parent), gguf_file=path.name)
-
-
 def token_counter(spec: str, options: dict | None = None, tokenizer: str | None = None) -> CountingLLM:
     """The :class:`CountingLLM` of a model spec, with a tokenizer loaded only from local
-    files (never weights, never the network).  ``tokenizer``: a local folder with the
-    tokenizer's files, used instead."""
-    estimate = f"estimate: characters / {CHARS_PER_TOKEN}"
-    counter = _token_counter(spec, options, tokenizer, estimate)
-    counter.context_window = _window(spec, options)
+    files (never weights, never the network; ``tokenizer``: a local folder with the
+    tokenizer's files, used instead), and the context window the run would enforce: the
+    ``context_window`` option, else a local model's config (None where neither says)."""
+    options = options or {}
+    kind, _, source = spec.partition(":")
+    name = f"the tokenizer in {Path(source).expanduser()}"
+    if spec == "embedded":
+        from .embedded import MODEL_NAME, embedded_gguf_path
+
+        kind, source, name = "hf", str(embedded_gguf_path()), f"{MODEL_NAME}'s tokenizer"
+    counter = _token_counter(spec, kind, source, name, options, tokenizer)
+    window = options.get("context_window")
+    if not window and kind == "hf" and (source.endswith(".gguf") or Path(source).expanduser().exists()):
+        try:
+            window = config_window(_config_alone(source))
+        except LLMError:
+            pass
+    counter.context_window = int(window) if window else None
     return counter
 
 
-def _window(spec: str, options: dict | None) -> int | None:
-    """The context window the run would enforce: the ``context_window`` option, else a
-    local model's config (read from local files only); None where neither says."""
-    if (options or {}).get("context_window"):
-        return int(options["context_window"])
-    kind, _, source = spec.partition(":")
-    if spec == "embedded":
-        from .embedded import embedded_gguf_path
-        kind, source = "hf", str(embedded_gguf_path())
-    if kind != "hf" or not (source.endswith(".gguf") or Path(source).expanduser().exists()):
-        return None
-    from .hf import _config_alone, config_window
-    try:
-        config = _config_alone(source)
-    except LLMError:
-        return None
-    return config_window(config)
-
-
-def _token_counter(spec, options, tokenizer, estimate) -> CountingLLM:
+def _token_counter(spec, kind, source, name, options, tokenizer) -> CountingLLM:
     count = lambda basis, tok=None: CountingLLM(spec, basis, tok)
-    kind, _, source = spec.partition(":")
+    estimate = f"estimate: characters / {CHARS_PER_TOKEN}"
     path = Path(source).expanduser()
     try:
         if tokenizer is not None:
-            return count(f"the tokenizer in {tokenizer}",
-                         _load_tokenizer(str(tokenizer), local_files_only=True))
+            return count(f"the tokenizer in {tokenizer}", _load_tokenizer(str(tokenizer)))
         if spec == "rulebank":
             return CountingLLM(spec, "not a model: no tokens", free=True)
-        if spec == "embedded":
-            from .embedded import MODEL_NAME, embedded_gguf_path
-
-            return count(f"{MODEL_NAME}'s tokenizer", _gguf_tokenizer(embedded_gguf_path()))
         if kind != "hf":
             return count(f"{estimate} (the server's tokenizer is not available offline)")
-        if source.endswith(".gguf") and path.is_file():
-            return count(f"the tokenizer of {path.name}", _gguf_tokenizer(path))
-        if path.is_dir():
-            return count(f"the tokenizer in {path}", _load_tokenizer(str(path), local_files_only=True))
+        if (source.endswith(".gguf") and path.is_file()) or path.is_dir():
+            where, kw = local_files(source)
+            return count(name, _load_tokenizer(where, **kw))
         if source.startswith((".", "/", "~")) or source.endswith(".gguf"):
             return count(f"{estimate} ({source} not found)")
         try:
-            return count(f"{source}'s tokenizer (local Hugging Face cache)", _load_tokenizer(
-                source, revision=(options or {}).get("revision"), local_files_only=True))
+            return count(f"{source}'s tokenizer (local Hugging Face cache)",
+                         _load_tokenizer(source, revision=options.get("revision")))
         except Exception:
             return count(f"{estimate} ({source}'s tokenizer is not in the local Hugging Face cache)")
     except Exception as e:                       # a broken local file: say so, estimate

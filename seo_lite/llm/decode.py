@@ -44,8 +44,7 @@ import copy
 import inspect
 import time
 
-from .base import Completion, LLMError, Loglikelihoods, LoglikelihoodRequest, Request
-from .progress import progress_bar
+from .base import Completion, Loglikelihoods, LoglikelihoodRequest, Request
 from .stopping import cut_reply, reply_end
 
 
@@ -114,21 +113,14 @@ class _Sampler:
 
 class DecodeLoop:
     """Generation and log-likelihoods for a backend that has ``model``, ``tokenizer``,
-    ``_encode``, ``render``, ``_device`` and ``batch_size`` (:class:`~seo_lite.llm.hf.HFLLM`)."""
+    ``_device``, ``batch_size`` and ``ChatTokens``' calls (:class:`~seo_lite.llm.hf.HFLLM`)."""
 
     # -- generation -----------------------------------------------------------------
     def _generate(self, requests: list[Request]):
         """Yield ``(index, Completion)`` batch by batch (each batch is cached as
-        soon as it is done).
-
-        Requests with the same stop strings share a batch.
-        Within such a group prompts are sorted by their tokens, so prompts that
-        share a prefix (one experience over all of D_t; k samples of one
-        optimizer prompt) sit together and the batch's common prefix is
-        computed once (see :meth:`_generate_batch`)."""
+        soon as it is done); requests with the same stop strings share a batch."""
         import torch
 
-        bar = progress_bar(requests)
         encoded = [self._encode(self.render(r.messages) + r.prefix) for r in requests]
         shape = lambda i: requests[i].params.stop           # stop strings are checked per batch
         order = sorted(range(len(requests)), key=lambda i: (shape(i), encoded[i]))
@@ -138,16 +130,10 @@ class DecodeLoop:
                 batches[-1].append(i)
             else:
                 batches.append([i])
-        try:
-            for b in batches:
-                with torch.inference_mode():
-                    done = self._generate_batch([requests[i] for i in b], [encoded[i] for i in b])
-                yield from zip(b, done)
-                if bar:
-                    bar.update(len(b))
-        finally:
-            if bar:
-                bar.close()
+        for b in batches:
+            with torch.inference_mode():
+                done = self._generate_batch([requests[i] for i in b], [encoded[i] for i in b])
+            yield from zip(b, done)
 
     def _generate_batch(self, reqs: list[Request], ids: list[list[int]]) -> list[Completion]:
         """Answer one batch with our own decode loop, one token per row per step.
@@ -157,16 +143,9 @@ class DecodeLoop:
         from a few tokens to ``max_new_tokens``; more than half of its row-steps
         were wasted.  Here a row leaves the batch as soon as it is done: its
         rows of the key/value cache, the attention mask and the token history
-        are dropped, and later steps run only the rows still going.
-
-        Layout: see :meth:`_batch_layout` (rows that share a prompt prefix
-        compute it once; positions come from the attention mask, so every row
-        sees exactly the positions it would see alone).
-
-        A row is done at an end-of-sequence token, when one of ``stop``
-        completes (transformers' ``StopStringCriteria``, as ``generate`` uses),
-        where its parser can read no more (its list or its task's answer is
-        over: ``stopping.reply_end``), or after its ``max_new_tokens``."""
+        are dropped, and later steps run only the rows still going.  Rows are
+        laid out by :meth:`_batch_layout` and stop as the module docstring says
+        (stop strings: transformers' ``StopStringCriteria``, as ``generate`` uses)."""
         import torch
         from transformers import StopStringCriteria
 
@@ -326,8 +305,12 @@ class DecodeLoop:
         """Key/value cache of ``prefix`` (batch of one) and how many tokens were
         computed for it now; the last one is kept, so consecutive batches with
         the same prefix compute it once."""
+        import torch
+
         if self._prefix_memo is None or self._prefix_memo[0] != prefix:
-            self._prefix_memo = (list(prefix), _cache_of(self._forward(prefix)))
+            out = self.model(input_ids=torch.tensor([prefix], device=self._device), use_cache=True,
+                             logits_to_keep=1)
+            self._prefix_memo = (list(prefix), _cache_of(out))
             return self._prefix_memo[1], len(prefix)
         return self._prefix_memo[1], 0
 
@@ -335,72 +318,34 @@ class DecodeLoop:
     MIN_SHARED_PREFIX = 8       # tokens; shorter common prefixes are not worth a cache copy
 
     def _loglikelihood(self, requests: list[LoglikelihoodRequest]):
-        """Yield ``(index, Loglikelihoods)`` batch by batch.
-
-        Prompts are sorted by their tokens and cut into groups that share a long
-        prefix (same instruction and experience, different example: one
-        candidate's D_t); a group is split into batches of ``batch_size``.  The
-        group's common prefix runs once; its key/value cache is repeated for
-        every member of each batch, and the members' own suffixes run together,
-        right-padded, in chunks of similar length (explicit position ids keep
-        each row's positions exact).  Labels of more than one token then run in
-        one more batched pass per chunk.  Weights are read once per chunk
-        instead of once per example and label."""
+        """Yield ``(index, Loglikelihoods)`` batch by batch: prompts sorted by their
+        tokens, cut into groups that share a long prefix (one candidate's D_t) and
+        each group into batches of ``batch_size``, as the module docstring says.
+        Weights are read once per chunk instead of once per example and label."""
         import torch
 
-        bar = progress_bar(requests)
         inputs = [self._loglikelihood_inputs(r) for r in requests]
         order = sorted(range(len(requests)), key=lambda i: inputs[i][0])
-        try:
-            for group in _prefix_groups([inputs[i][0] for i in order], self.MIN_SHARED_PREFIX):
-                members = [order[g] for g in group]
-                shared = _common_prefix_all([inputs[i][0] for i in members])
-                for start in range(0, len(members), self.batch_size):
-                    batch = members[start:start + self.batch_size]
-                    items = [inputs[i] for i in batch]
-                    with torch.inference_mode():
-                        if shared >= self.MIN_SHARED_PREFIX:
-                            kv, fresh = self._prefix_cache(items[0][0][:shared])
-                            answers = self._loglikelihood_batch(items, shared, kv)
-                            answers[0].prompt_tokens_computed += fresh
-                        else:
-                            answers = self._loglikelihood_batch(items, 0, None)
-                    yield from zip(batch, answers)
-                    if bar:
-                        bar.update(len(batch))
-        finally:
-            if bar:
-                bar.close()
-
-    def _loglikelihood_inputs(self, r: LoglikelihoodRequest):
-        prompt = self._encode(self.render(r.messages))
-        conts = [self._encode(c) for c in r.continuations]
-        if any(not c for c in conts):
-            raise LLMError(f"a continuation encodes to no tokens: {r.continuations!r}")
-        return prompt, conts
-
-    def _forward(self, ids: list[int], past=None):
-        """Run ``ids`` (after ``past``), keeping only the last position's logits."""
-        import torch
-
-        return self.model(input_ids=torch.tensor([ids], device=self._device), use_cache=True,
-                          logits_to_keep=1, **{_cache_kw(self.model): past})
-
-    def _loglikelihood_batch(self, items: list[tuple[list[int], list[list[int]]]], p: int,
-                             prefix_cache) -> list[Loglikelihoods]:
-        """Log-likelihoods for a batch of (prompt, continuations) whose first ``p`` prompt tokens
-        are the same and already in ``prefix_cache`` (``p=0``: no prefix).  The suffixes
-        run in chunks of similar length (:func:`_length_chunks`), as in generation, so a
-        short one does not pay for the longest one's padding."""
-        out: list = [None] * len(items)
-        for rows in _length_chunks([len(prompt) - p for prompt, _ in items]):
-            for i, answer in zip(rows, self._loglikelihood_chunk([items[i] for i in rows], p,
-                                                                 prefix_cache)):
-                out[i] = answer
-        return out
+        for group in _prefix_groups([inputs[i][0] for i in order], self.MIN_SHARED_PREFIX):
+            members = [order[g] for g in group]
+            shared = _common_prefix_all([inputs[i][0] for i in members])
+            p = shared if shared >= self.MIN_SHARED_PREFIX else 0
+            for start in range(0, len(members), self.batch_size):
+                batch = members[start:start + self.batch_size]
+                items = [inputs[i] for i in batch]
+                answers: list = [None] * len(items)
+                with torch.inference_mode():
+                    kv, fresh = self._prefix_cache(items[0][0][:p]) if p else (None, 0)
+                    for rows in _length_chunks([len(prompt) - p for prompt, _ in items]):
+                        chunk = self._loglikelihood_chunk([items[j] for j in rows], p, kv)
+                        for j, answer in zip(rows, chunk):
+                            answers[j] = answer
+                answers[0].prompt_tokens_computed += fresh
+                yield from zip(batch, answers)
 
     def _loglikelihood_chunk(self, items, p: int, prefix_cache) -> list[Loglikelihoods]:
-        """:meth:`_loglikelihood_batch` for rows of similar length: one right-padded pass
+        """Log-likelihoods for (prompt, continuations) rows of similar length whose first
+        ``p`` prompt tokens are in ``prefix_cache`` (``p=0``: none): one right-padded pass
         over the suffixes, then one over the labels' further tokens."""
         import torch
 

@@ -10,10 +10,7 @@ Llama-2 does on a GPU: the GGUF file is converted once to a safetensors
 checkpoint in the cache, so every later load takes seconds, and
 ``load_in_4bit=True`` loads that checkpoint through bitsandbytes on the CPU.
 
-What it can and cannot show: it is a 135M-parameter model.  In free
-generation it mostly ignores rules, and as an optimizer it writes weak rules.
-Under label ranking (``answer_mode="rank"``) rules do move its answers, which
-is why the quick start uses a classification task in that mode.
+What it can and cannot show: README.md, "What the default model can and cannot show".
 """
 from __future__ import annotations
 

@@ -10,39 +10,59 @@ loop, prefix sharing and length chunks from :mod:`.decode`.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from .base import LLM, LLMError, Request
+from .base import LLM, LLMError, LoglikelihoodRequest, Request
 from .decode import DecodeLoop
 from .hf_loading import _Loaded, converted_folder, load_model, model_identity
 
 
-def render_chat(tok, messages, add_generation_prompt: bool = True) -> str:
-    """Chat messages as one text: the tokenizer's chat template, or plain
-    ``Role: content`` lines where it has none.  (The OpenAI-compatible backend
-    renders label-ranking prompts with it too, so both send the same tokens.)"""
-    msgs = [dict(m) for m in messages]
-    if getattr(tok, "chat_template", None):
-        return tok.apply_chat_template(msgs, tokenize=False,
-                                       add_generation_prompt=add_generation_prompt)
-    text = "".join(f"{m['role'].capitalize()}: {m['content']}\n" for m in msgs)
-    return text + ("Assistant:" if add_generation_prompt else "")
+class ChatTokens:
+    """Prompts as token ids of ``self.tokenizer``.  The OpenAI-compatible backend
+    ranks labels with it too, so both backends send the same tokens."""
+
+    def render(self, messages, *, add_generation_prompt: bool = True) -> str:
+        """The exact text the model sees for these chat messages: the tokenizer's chat
+        template, or plain ``Role: content`` lines where it has none."""
+        msgs, tok = [dict(m) for m in messages], self.tokenizer
+        if getattr(tok, "chat_template", None):
+            return tok.apply_chat_template(msgs, tokenize=False,
+                                           add_generation_prompt=add_generation_prompt)
+        text = "".join(f"{m['role'].capitalize()}: {m['content']}\n" for m in msgs)
+        return text + ("Assistant:" if add_generation_prompt else "")
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _loglikelihood_inputs(self, r: LoglikelihoodRequest) -> tuple[list[int], list[list[int]]]:
+        """Prompt ids and each continuation's ids, encoded apart."""
+        prompt = self._encode(self.render(r.messages))
+        conts = [self._encode(c) for c in r.continuations]
+        if any(not c for c in conts):
+            raise LLMError(f"a continuation encodes to no tokens: {r.continuations!r}")
+        return prompt, conts
+
+
+def local_files(source: str) -> tuple[str, dict]:
+    """Where transformers reads a model's config or tokenizer alone: for a GGUF file its
+    converted checkpoint if there (parsing the GGUF file takes seconds), else the file."""
+    path = Path(source).expanduser()
+    if not source.endswith(".gguf"):
+        return (str(path) if path.exists() else source), {}
+    converted = converted_folder(path)
+    if (converted / "config.json").is_file():
+        return str(converted), {}
+    return str(path.parent), {"gguf_file": path.name}
 
 
 def _config_alone(source: str):
     """A model's config without its weights (a GGUF file's from its header)."""
-    from pathlib import Path
-
     from transformers import AutoConfig
 
-    path = Path(source).expanduser()
     try:
-        if source.endswith(".gguf"):                 # its converted checkpoint's, if there
-            converted = converted_folder(path)        # (parsing the GGUF file takes seconds)
-            if (converted / "config.json").is_file():
-                return AutoConfig.from_pretrained(str(converted))
-            return AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
-        return AutoConfig.from_pretrained(str(path) if path.exists() else source)
+        where, kw = local_files(source)
+        return AutoConfig.from_pretrained(where, **kw)
     except (OSError, ValueError) as e:
         raise LLMError(f"could not read the config of {source!r}: {e}") from None
 
@@ -57,7 +77,7 @@ def config_window(config) -> int | None:
                  if isinstance(getattr(config, f, None), int)), None)
 
 
-class HFLLM(DecodeLoop, LLM):
+class HFLLM(DecodeLoop, ChatTokens, LLM):
     """A transformers causal LM (Hub id, local folder or GGUF file)."""
 
     backend = "hf"
@@ -78,15 +98,13 @@ class HFLLM(DecodeLoop, LLM):
             torch.set_num_threads(int(num_threads))
         self._load_args = dict(dtype=dtype, device_map=device_map, load_in_4bit=load_in_4bit,
                                load_in_8bit=load_in_8bit, revision=revision,
-                               trust_remote_code=trust_remote_code,
-                               identity_override=_identity_override)
+                               trust_remote_code=trust_remote_code)
         if load_in_4bit and load_in_8bit:
             raise LLMError("choose one of load_in_4bit and load_in_8bit")
         self._identity = model_identity(source, dtype=dtype, device_map=device_map,
                                         load_in_4bit=load_in_4bit, load_in_8bit=load_in_8bit,
                                         revision=revision)
-        if _identity_override:
-            self._identity.update(_identity_override)
+        self._identity.update(_identity_override or {})
         if context_window is not None and int(context_window) < 1:
             raise LLMError(f"context_window must be >= 1 tokens, got {context_window}")
         self._window = int(context_window) if context_window is not None else None
@@ -97,7 +115,7 @@ class HFLLM(DecodeLoop, LLM):
         """Load the weights now (otherwise they load on the first cache miss, so
         a run answered entirely from the cache never loads the model)."""
         if self._loaded is None:
-            self._loaded = load_model(self.source, **self._load_args)
+            self._loaded = load_model(self.source, self._identity, **self._load_args)
         return self
 
     @property
@@ -114,11 +132,6 @@ class HFLLM(DecodeLoop, LLM):
 
     def identity(self) -> dict:
         return dict(self._identity)
-
-    # -- prompts ------------------------------------------------------------------
-    def render(self, messages, *, add_generation_prompt: bool = True) -> str:
-        """The exact text the model sees for these chat messages."""
-        return render_chat(self.tokenizer, messages, add_generation_prompt)
 
     @property
     def context_window(self) -> int | None:
@@ -138,9 +151,6 @@ class HFLLM(DecodeLoop, LLM):
 
     def count_tokens(self, text: str) -> int | None:
         return len(self._encode(text)) if self.loaded else None
-
-    def _encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     @property
     def _device(self):

@@ -33,8 +33,6 @@ _HASHES: dict[tuple, str] = {}
 class _Loaded:
     model: Any
     tokenizer: Any
-    identity: dict
-    load_seconds: float
     converted_seconds: float = 0.0
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -155,19 +153,16 @@ def _resolve_dtype(dtype, on_gpu: bool):
         raise LLMError(f"unknown dtype {dtype!r}; use one of auto, {', '.join(table)}")
     return table[dtype]
 
-def load_model(source: str, *, dtype=None, device_map=None, load_in_4bit=False,
-               load_in_8bit=False, revision=None, trust_remote_code=False,
-               identity_override: dict | None = None) -> _Loaded:
+def load_model(source: str, ident: dict, *, dtype=None, device_map=None, load_in_4bit=False,
+               load_in_8bit=False, revision=None, trust_remote_code=False) -> _Loaded:
     """Load (or reuse) a causal LM and its tokenizer.  ``source`` is a Hub id, a
-    local folder or a ``.gguf`` file."""
-    if load_in_4bit and load_in_8bit:
-        raise LLMError("choose one of load_in_4bit and load_in_8bit")
+    local folder or a ``.gguf`` file; ``ident`` its :func:`model_identity`."""
     pool_key = (source, str(dtype), str(device_map), load_in_4bit, load_in_8bit, revision)
     with _POOL_LOCK:
         if pool_key in _POOL:
             return _POOL[pool_key]
-        loaded = _load(source, dtype, device_map, load_in_4bit, load_in_8bit, revision,
-                       trust_remote_code, identity_override)
+        loaded = _load(source, ident, dtype, device_map, load_in_4bit, load_in_8bit, revision,
+                       trust_remote_code)
         _POOL[pool_key] = loaded
         return loaded
 
@@ -195,13 +190,10 @@ def model_identity(source: str, *, dtype=None, device_map=None, load_in_4bit=Fal
                   "quantization": quant, "device": "cuda" if on_gpu else "cpu"})
     return ident
 
-def _load(source, dtype, device_map, load_in_4bit, load_in_8bit, revision,
-          trust_remote_code, identity_override) -> _Loaded:
+def _load(source, ident, dtype, device_map, load_in_4bit, load_in_8bit, revision,
+          trust_remote_code) -> _Loaded:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    t0 = time.perf_counter()
-    ident = model_identity(source, dtype=dtype, device_map=device_map, load_in_4bit=load_in_4bit,
-                           load_in_8bit=load_in_8bit, revision=revision)
     on_gpu = ident["device"] == "cuda"
     converted = 0.0
     is_hub = "revision" in ident
@@ -241,6 +233,4 @@ def _load(source, dtype, device_map, load_in_4bit, load_in_8bit, revision,
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
-    if identity_override:
-        ident.update(identity_override)
-    return _Loaded(model, tok, ident, time.perf_counter() - t0, converted)
+    return _Loaded(model, tok, converted)

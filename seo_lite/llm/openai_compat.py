@@ -36,15 +36,10 @@ exhausted, a 4xx such as 401 or 404, a body that is not a chat completion --
 is raised as :class:`LLMError` naming the server and the HTTP status.
 
 Label ranking (``answer_mode="rank"``) goes to ``POST <base_url>/completions``
-as lm-evaluation-harness's ``local-completions`` does it: with ``tokenizer=``
-(the served model's, a Hub id or local folder) the chat prompt becomes ids x
-and each label ids y_j; one request sends ``prompt=[x + y_1, ..., x + y_L]``
-with ``echo=true, logprobs=1, max_tokens=1``, and log p(y_j | x) is the sum of
-``token_logprobs[len(x) : len(x) + len(y_j)]``.  A probe first checks that the
-server echoes prompt log-probs (vLLM does; chat-only endpoints, the llama.cpp
-server and Ollama do not, and are refused in one line).  ``context_window=N``
-refuses over-long prompts before sending; without it the server's "maximum
-context length" error becomes a line that says what to do.
+as lm-evaluation-harness's ``local-completions`` does it (docs/reproduce.md):
+with ``tokenizer=`` the chat prompt becomes ids x and each label ids y_j; one
+request sends ``prompt=[x + y_1, ..., x + y_L]`` with ``echo=true``, and
+log p(y_j | x) is the sum of ``token_logprobs[len(x) : len(x) + len(y_j)]``.
 
 Secrets: the API key goes to the SDK client and nowhere else.  It is not in
 ``identity()`` (hence not in any cache key or cache file), not in ``repr()``,
@@ -60,7 +55,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .base import LLM, Completion, LLMError, Loglikelihoods, LoglikelihoodRequest, Request
-from .progress import progress_bar
+from .hf import ChatTokens
 from .stopping import cut_reply
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -84,7 +79,7 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
-class OpenAICompatLLM(LLM):
+class OpenAICompatLLM(ChatTokens, LLM):
     """A model behind an OpenAI-compatible chat-completions endpoint."""
 
     backend = "openai"
@@ -143,10 +138,6 @@ class OpenAICompatLLM(LLM):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.model} at {self.base_url}>"
 
-    def close(self) -> None:
-        """Close the HTTP connection pool (the object cannot answer afterwards)."""
-        self._client.close()
-
     # -- generation ---------------------------------------------------------------
     def _request_kwargs(self, r: Request) -> dict[str, Any]:
         p = r.params
@@ -164,15 +155,13 @@ class OpenAICompatLLM(LLM):
         return kwargs
 
     def _generate(self, requests: list[Request]):
-        """Yield ``(index, Completion | LLMError)`` as answers arrive.  After the
-        first persistent failure, requests not yet sent are dropped; those in
-        flight finish and are kept (the base class caches each one)."""
         return self._pooled(requests, self._one)
 
     def _pooled(self, requests: list, one):
         """``one(request)`` for every request on the thread pool, yielding
-        ``(index, answer | LLMError)`` as answers arrive (see ``_generate``)."""
-        bar = progress_bar(requests)
+        ``(index, answer | LLMError)`` as answers arrive.  After the first persistent
+        failure, requests not yet sent are dropped; those in flight finish and are
+        kept (the call layer caches each one)."""
         pool = ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests)),
                                   thread_name_prefix="seo_lite-openai")
         try:
@@ -188,60 +177,46 @@ class OpenAICompatLLM(LLM):
                     for g in futures:
                         g.cancel()
                 yield futures[f], (err if err is not None else f.result())
-                if bar:
-                    bar.update(1)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-            if bar:
-                bar.close()
 
     def _one(self, r: Request) -> Completion:
-        """One request, retrying a damaged (unparseable JSON) answer like the SDK
-        retries a cut connection."""
         t0 = time.perf_counter()
-        resp = self._retrying(lambda: self._attempt(r), "chat completion")
+        resp = self._retrying(self._client.chat.completions.create, self._request_kwargs(r),
+                              "chat completion")
         out = self._parse(resp, time.perf_counter() - t0)
         out.text, cut = cut_reply(out.text, r.params)    # a server cannot stop there: cut the text
         out.finish_reason = "stop" if cut else out.finish_reason
         return out
 
-    def _retrying(self, attempt, what: str) -> Any:
-        """``attempt()``, retried after a damaged (unparseable JSON) answer."""
+    def _retrying(self, create, kwargs: dict, what: str) -> Any:
+        """One SDK call, its failures as :class:`LLMError`; a damaged answer (a JSON
+        body that does not parse) is retried like the SDK retries a cut connection."""
+        import openai
+
         for n in range(self.max_retries + 1):
             try:
-                return attempt()
-            except _Damaged as e:
+                return create(**kwargs)
+            except openai.APIStatusError as e:
+                raise self._error(self._status_reason(e)) from None
+            except openai.APITimeoutError as e:
+                raise self._error(
+                    f"no answer within timeout={self.timeout:g} s {self._attempts(e)}; "
+                    "raise timeout= for slow servers") from None
+            except openai.APIConnectionError as e:
+                cause = e.__cause__
+                detail = f"{type(cause).__name__}: {cause}" if cause else str(e)
+                raise self._error(f"connection failed {self._attempts(e)}: {detail}. "
+                                  "Is the server running at that address?") from None
+            except ValueError as e:        # a JSON body that does not parse: damaged in transit
                 if n == self.max_retries:
                     raise self._error(
                         f"malformed response, not a JSON {what} ({e}) after "
                         f"{n + 1} attempt(s) (max_retries={self.max_retries})") from None
                 time.sleep(min(0.5 * 2 ** n, 8.0) * (1 - 0.25 * random.random()))
+            except openai.OpenAIError as e:
+                raise self._error(f"{type(e).__name__}: {e}") from None
         raise AssertionError("unreachable")
-
-    def _attempt(self, r: Request) -> Any:
-        return self._call(self._client.chat.completions.create, self._request_kwargs(r))
-
-    def _call(self, create, kwargs: dict) -> Any:
-        """One SDK call; its failures as :class:`LLMError` (a damaged body as ``_Damaged``)."""
-        import openai
-
-        try:
-            return create(**kwargs)
-        except openai.APIStatusError as e:
-            raise self._error(self._status_reason(e)) from None
-        except openai.APITimeoutError as e:
-            raise self._error(
-                f"no answer within timeout={self.timeout:g} s {self._attempts(e)}; "
-                "raise timeout= for slow servers") from None
-        except openai.APIConnectionError as e:
-            cause = e.__cause__
-            detail = f"{type(cause).__name__}: {cause}" if cause else str(e)
-            raise self._error(f"connection failed {self._attempts(e)}: {detail}. "
-                              "Is the server running at that address?") from None
-        except ValueError as e:            # a JSON body that does not parse: damaged in transit
-            raise _Damaged(str(e)) from None
-        except openai.OpenAIError as e:
-            raise self._error(f"{type(e).__name__}: {e}") from None
 
     def _parse(self, resp: Any, latency: float) -> Completion:
         if isinstance(resp, str):          # the SDK hands back a non-JSON body as text
@@ -284,8 +259,8 @@ class OpenAICompatLLM(LLM):
         if self.tokenizer_source is None:
             return None
         if isinstance(r, Request):
-            return len(self._ids(self._render(r.messages))), r.params.max_new_tokens
-        ctx, conts = self._rank_ids(r)
+            return len(self._encode(self.render(r.messages))), r.params.max_new_tokens
+        ctx, conts = self._loglikelihood_inputs(r)
         return len(ctx), max(len(c) for c in conts) + 1     # + the one token asked for
 
     @property
@@ -304,33 +279,17 @@ class OpenAICompatLLM(LLM):
                                f"{str(e).splitlines()[0]}") from None
         return self._tokenizer
 
-    def _render(self, messages) -> str:
-        from .hf import render_chat
-
-        return render_chat(self.tokenizer, messages)
-
-    def _ids(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
-
-    def _rank_ids(self, r: LoglikelihoodRequest) -> tuple[list[int], list[list[int]]]:
-        """Context ids and each label's ids, encoded apart (as the local backend does)."""
-        conts = [self._ids(c) for c in r.continuations]
-        if any(not c for c in conts):
-            raise LLMError(f"a continuation encodes to no tokens: {r.continuations!r}")
-        return self._ids(self._render(r.messages)), conts
-
     def _echo(self, prompts: list[list[int]]) -> Any:
         kwargs = {"model": self.model, "prompt": prompts, "echo": True, "logprobs": 1,
                   "max_tokens": 1, "temperature": 0}
-        return self._retrying(lambda: self._call(self._client.completions.create, kwargs),
-                              "completion")
+        return self._retrying(self._client.completions.create, kwargs, "completion")
 
     def probe_loglikelihood(self) -> None:
         """Check once that the server echoes a log-prob for every prompt token;
         raise one line saying what it lacks if not."""
         if self._probed:
             return
-        ids = self._ids(self.PROBE_TEXT)
+        ids = self._encode(self.PROBE_TEXT)
         why = "cannot rank labels (answer_mode='rank'): "
         need = ("label ranking needs echo=true with logprobs on /completions, which vLLM "
                 "serves and chat-only endpoints, the llama.cpp server and Ollama do not")
@@ -351,7 +310,7 @@ class OpenAICompatLLM(LLM):
 
     def _one_loglikelihood(self, r: LoglikelihoodRequest) -> Loglikelihoods:
         t0 = time.perf_counter()
-        ctx, conts = self._rank_ids(r)
+        ctx, conts = self._loglikelihood_inputs(r)
         resp = self._echo([ctx + c for c in conts])
         totals = []
         for j, c in enumerate(conts):
@@ -404,10 +363,6 @@ class OpenAICompatLLM(LLM):
         if isinstance(key, str) and len(key) >= 4 and key != PLACEHOLDER_KEY:
             reason = reason.replace(key, "<api key>")
         return LLMError(f"OpenAI-compatible server {self.base_url} (model {self.model!r}): {reason}")
-
-
-class _Damaged(Exception):
-    """A 200 answer whose JSON body does not parse (retried)."""
 
 
 def _token_logprobs(resp: Any, index: int) -> list:

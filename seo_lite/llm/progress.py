@@ -1,8 +1,8 @@
 """Progress of a model call: bars where they render, plain lines elsewhere.
 
 A caller asks for progress with ``progress=True`` or a description
-(``llm.generate(reqs, progress="D_t")``); the request list then carries that
-description to the backend, which reports through :func:`progress_bar`.
+(``llm.generate(reqs, progress="D_t")``); the call layer then counts the
+answers of a backend that yields them as they arrive (:func:`reported`).
 
 * In Jupyter: tqdm's widget bar.
 * In a terminal: tqdm's text bar.
@@ -20,26 +20,6 @@ import sys
 import time
 
 ENV_PROGRESS = "SEO_LITE_PROGRESS"
-
-
-class _ProgressList(list):
-    """A list that carries a progress-bar description for the backend to use."""
-
-    desc: str = ""
-
-
-def with_progress(items: list, progress: bool | str, kind: str) -> list:
-    """``items``, marked with a description when the caller asked for progress."""
-    if not progress:
-        return items
-    pl = _ProgressList(items)
-    pl.desc = progress if isinstance(progress, str) else kind
-    return pl
-
-
-def progress_desc(items: list) -> str | None:
-    """The description a caller attached with ``progress=...``, or None."""
-    return getattr(items, "desc", None) or None
 
 
 def _in_jupyter() -> bool:
@@ -111,9 +91,15 @@ def reporter(total: int, desc: str, *, initial: int = 0, leave: bool = False):
     return tqdm(total=total, initial=initial, desc=desc, leave=leave)
 
 
-def progress_bar(items: list):
-    """A reporter over ``items`` when the caller asked for progress, else None."""
-    desc = progress_desc(items)
-    if not desc or not items:
-        return None
-    return reporter(len(items), desc)
+def reported(pairs, total: int, progress: bool | str, kind: str):
+    """A backend's ``(index, answer)`` pairs passed on as they arrive, counted on a
+    reporter when the caller asked for progress (its description, else ``kind``)."""
+    bar = reporter(total, progress if isinstance(progress, str) else kind) if progress else None
+    try:
+        for pair in pairs:
+            yield pair
+            if bar:
+                bar.update(1)
+    finally:
+        if bar:
+            bar.close()

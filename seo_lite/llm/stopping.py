@@ -23,8 +23,7 @@ as the list is over:
 * after the list began, a complete line that is neither an item, a blank
   line nor an indented continuation (prose after the list).
 
-The text is cut at the start of the line that ended the list.  Local backends check this on
-every row of a batch as tokens arrive; remote ones cut the returned text.
+The text is cut at the start of the line that ended the list.
 """
 from __future__ import annotations
 

@@ -35,11 +35,7 @@ class Usage:
             return {r: asdict(u) for r, u in sorted(self.roles.items())}
 
     def total(self) -> RoleUsage:
-        t = RoleUsage()
-        for u in self.to_dict().values():
-            for k, v in u.items():
-                setattr(t, k, getattr(t, k) + v)
-        return t
+        return RoleUsage(**add_usage({"": u} for u in self.to_dict().values()).get("", {}))
 
     @staticmethod
     def diff(after: dict, before: dict) -> dict:
