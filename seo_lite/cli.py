@@ -1,12 +1,6 @@
 """``seo-lite``: the command line, calling the same functions as the notebooks.
 
-    seo-lite run --task trec --preset classroom --out runs/trec
-    seo-lite run --preset paper --dry-run --price-per-mtok 0.15,0.6
-    seo-lite eval --task trec --run runs/trec --split test
-    seo-lite report runs/trec
-    seo-lite tasks
-    seo-lite figures
-
+The commands (run, eval, report, tasks, figures) are listed in README.md.
 Errors a user can fix (bad option, unknown task, missing data, a run folder
 from another config, a model that cannot load) print one clear line and exit
 with status 2; an interrupted run keeps every finished step and resumes when
@@ -72,8 +66,7 @@ def cmd_eval(args) -> int:
 
     experience = Experience()
     if args.run:
-        run, _ = load_run(args.run)
-        experience = run.experience
+        experience = load_run(args.run)[0].experience
     elif args.experience:
         experience = Experience.from_markdown(Path(args.experience).read_text(encoding="utf-8"))
     task = make_task(SEOConfig(task=args.task, answer_mode=args.answer_mode,

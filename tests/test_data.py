@@ -349,7 +349,7 @@ def test_readme_config_example_builds_the_task(tmp_path, monkeypatch):
     exec(compile(_blocks(section, "python")[1], "data/README.md", "exec"), ns)
     config = ns["config"]
     small = {"train_size": 3, "dev_size": 1, "test_size": 2, "val_size": 2, "batch_size": 1}
-    config = config.__class__.from_dict({**json.loads(config.to_json()), **small})
+    config = config.__class__.from_dict({**config.to_dict(), **small})
     task, splits, _, _ = prepare(config, generator=object(), optimizer=object())
     assert task.name == "tickets" and task.labels == ("bug", "feature", "question")
     assert splits.sizes() == {"train": 3, "dev": 1, "test": 2}

@@ -264,7 +264,7 @@ def test_ood_and_noise_figures(tmp_path):
 
 # -- the grid driver ---------------------------------------------------------------------------------
 def test_grid_names_are_safe_and_secrets_are_refused(tmp_path):
-    cells = ablation.named_grid("trec-score")
+    cells = ablation.grid_cells(ablation.grid_spec("trec-score"))
     assert len(cells) == 14 and len({c.name for c in cells}) == 14
     assert [c.seed for c in cells] == sorted(c.seed for c in cells)
     for c in cells:
@@ -285,7 +285,7 @@ def test_setup_keeps_secret_options_out_of_the_config():
     assert saved["generator_options"] == {"base_url": "http://x/v1"} == saved["optimizer_options"]
     assert setup.config.optimizer == "openai:m"
     assert setup.secrets() == [("api_key", "sk-abc123")] * 2        # the optimizer is the generator
-    assert "sk-abc123" not in repr(setup.config) and "sk-abc123" not in setup.config.to_json()
+    assert "sk-abc123" not in repr(setup.config) and "sk-abc123" not in json.dumps(setup.config.to_dict())
     assert "sk-abc123" not in setup.describe() and "sk-abc123" not in repr(setup)
     assert setup.config.answer_mode is None, "auto: no label ranking through an API"
     local = setup_from_parameters(TASK="trec", PRESET="smoke")
@@ -620,7 +620,7 @@ def test_step_diagram_of_a_real_embedded_step(embedded, tmp_path):
     train(config, run_dir=tmp_path / "run", generator=embedded, optimizer=embedded, progress=False)
     path = figures.step_figure(tmp_path / "run", 0)
     assert path == tmp_path / "run" / "figures" / "step-0.png" and _is_png(path)
-    rec, _ = results.step_record(tmp_path / "run", 0)
+    rec = results.load_run(tmp_path / "run")[0].steps[0]
     text = _texts(plots.step_diagram(rec).axes[0])
     assert all(c.id in text for c in rec.candidates) and f"v = {rec.decision.current_score:.2f}" in text
     plt.close("all")

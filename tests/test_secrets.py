@@ -116,7 +116,7 @@ def test_python_run_with_a_key_leaves_no_trace_of_it(tmp_path, monkeypatch, caps
                                generator_options=opts, optimizer_options=opts)
         result = run_experiment(cfg, tmp_path / "run", progress=True)
         print(result, cfg, result.run.summary())
-        texts = [repr(cfg), str(cfg), cfg.to_json(), json.dumps(cfg.to_dict()), str(result),
+        texts = [repr(cfg), str(cfg), json.dumps(cfg.to_dict()), str(result),
                  repr(result.run.config)]
         s.set_faults("persistent-500")
         with pytest.raises(LLMError) as e:

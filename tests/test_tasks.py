@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from seo_lite.machinery.data import load_examples
-from seo_lite.tasks import (Example, Prediction, Task, TaskError, get_task, list_tasks,
-                            register_task, unregister_task)
+from seo_lite.tasks import Example, Prediction, Task, TaskError, get_task, list_tasks, register_task
 from seo_lite.tasks.metrics import normalize_answer
 
 FLORES_SAMPLES = ["flores:de-fr", "flores:eng_Latn-jpn_Jpan", "flores:zh-en", "flores:en-zh-Hant",
@@ -52,7 +51,7 @@ def test_listed_names_are_canonical():
         assert get_task(name).name == name
     assert get_task("flores:eng_Latn-deu_Latn").name == "flores:en-de"
     assert get_task("FLORES:DE-en").name == "flores:de-en"
-    assert len(list_tasks(flores="both")) > len(list_tasks()) > len(list_tasks(flores="none"))
+    assert len(list_tasks()) > len(list_tasks(flores="none"))
 
 
 def test_unknown_names_and_codes_list_valid_ones():
@@ -210,31 +209,27 @@ class Capitals(Task):
         return {"accuracy": 100 * sum(s) / len(s), "score": sum(s) / len(s)}
 
 
-def test_register_your_own_task(tmp_path):
+def test_register_your_own_task(tmp_path, monkeypatch):
+    from seo_lite.tasks import registry
+
+    monkeypatch.setattr(registry, "_USER", {})           # the registrations end with the test
     (tmp_path / "capitals.jsonl").write_text(
         '{"id": "c1", "input": "France", "answers": ["Paris"]}\n'
         '{"id": "c2", "input": "Japan", "answers": ["Tokyo", "Tōkyō"]}\n', encoding="utf-8")
     register_task("capitals", Capitals)
-    try:
-        assert "capitals" in list_tasks()
-        task = get_task("capitals")
-        examples = load_examples(task, data_dir=tmp_path)
-        assert [ex.answers for ex in examples] == [("Paris",), ("Tokyo", "Tōkyō")]
-        assert task.score("tokyo", examples[1]) == 1.0
-        with pytest.raises(TaskError, match="already registered"):
-            register_task("capitals", Capitals)
-        register_task("capitals", Capitals, overwrite=True)
-    finally:
-        unregister_task("capitals")
-    assert "capitals" not in list_tasks()
+    assert "capitals" in list_tasks()
+    task = get_task("capitals")
+    examples = load_examples(task, data_dir=tmp_path)
+    assert [ex.answers for ex in examples] == [("Paris",), ("Tokyo", "Tōkyō")]
+    assert task.score("tokyo", examples[1]) == 1.0
+    with pytest.raises(TaskError, match="already registered"):
+        register_task("capitals", Capitals)
+    register_task("capitals", Capitals, overwrite=True)
     with pytest.raises(TaskError, match="built-in"):
         register_task("trec", Capitals)
+    register_task("broken", lambda **kw: "not a task")
     with pytest.raises(TaskError, match="not a Task"):
-        register_task("broken", lambda **kw: "not a task")
-        try:
-            get_task("broken")
-        finally:
-            unregister_task("broken")
+        get_task("broken")
 
 
 # -- your own data, no subclassing --------------------------------------------------------------

@@ -38,11 +38,11 @@ def make_task(config: SEOConfig, name: str | None = None, *, lenient: bool = Fal
         opts["answer_mode"] = mode
     if getattr(config, "calibration", "none") != "none":
         opts["calibration"] = config.calibration
-    if not lenient:
-        return get_task(name, **opts)
     try:
         return get_task(name, **opts)
-    except Exception:                     # an option the target family does not take
+    except Exception:                     # lenient: an option the target family does not take
+        if not lenient:
+            raise
         return get_task(name)
 
 

@@ -15,11 +15,8 @@ seeded shuffle of the pool's row order,
 
 so the same seed gives the same ids, and two tasks read from one
 multi-parallel file (``flores:en-de``, ``flores:en-fr``) split the same rows
-the same way.  Out-of-distribution and cross-direction transfer pairs are
-data, not code: :data:`GENERALIZATION` names a training task and the tasks
-to evaluate on, and :func:`load_eval_set` draws the eval examples with the
-same seeded order, leaving out every example the training task trained or
-validated on.
+the same way.  Out-of-distribution and transfer pairs are data, not code
+(:data:`GENERALIZATION`, drawn by :func:`load_eval_set`).
 
 Every problem with the data raises :class:`DataError` (a ``ValueError``)
 saying what is wrong and where, before any model is called.

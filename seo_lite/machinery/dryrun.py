@@ -14,10 +14,9 @@ every step.  A real run makes as many calls or fewer.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
-from ..llm.counting import (CHARS_PER_TOKEN, CountingLLM, Phase, token_counter,  # noqa: F401
-                            typical_rules)
+from ..llm.counting import CHARS_PER_TOKEN, Phase, token_counter
 from ..method.config import SEOConfig
 from ..method.evaluation import evaluate_run
 from ..method.experience import Experience
@@ -61,14 +60,6 @@ class CostEstimate:
             prompt_rate, gen_rate = self.tokens_per_second
             return self.total("new_tokens") / gen_rate + (self.prompt_tokens / prompt_rate
                                                           if prompt_rate else 0)
-
-    def to_dict(self) -> dict:
-        return {"config": self.config.to_dict(), "mode": self.mode,
-                "phases": [asdict(p) for p in self.phases], "token_counting": self.counters,
-                "assumptions": self.assumptions, "calls": self.total("calls"),
-                "prompt_tokens": self.prompt_tokens, "new_tokens_at_most": self.total("new_tokens"),
-                "price_per_mtok": self.price_per_mtok, "cost_usd": self.cost_usd,
-                "tokens_per_second": self.tokens_per_second, "seconds": self.seconds}
 
     def __str__(self) -> str:
         c, new, est = self.config, self.total("new_tokens"), any(p.estimated for p in self.phases)
@@ -159,5 +150,4 @@ def estimate_cost(config: SEOConfig, *, price_per_mtok=None, tokens_per_second=N
                         [text for cond, text in notes if cond], price, rate)
 
 
-__all__ = ["CostEstimate", "Phase", "CountingLLM", "estimate_cost", "parse_rates",
-           "token_counter", "typical_rules", "CHARS_PER_TOKEN"]
+__all__ = ["CostEstimate", "Phase", "estimate_cost", "parse_rates", "token_counter", "CHARS_PER_TOKEN"]

@@ -1,11 +1,9 @@
 """Writing files so that a kill never leaves half of one.
 
 Run directories, figures, grid files and the call cache all write through
-:func:`atomic_write_text`: the text goes to a temporary file in the same
-folder, which is then renamed over the target (``os.replace`` is atomic), so
-a reader sees the old file or the new one.  The temporary file's name
-(``.<name>.<pid>.*.tmp``) carries the writer's process id, so a later writer
-can tell what a killed process left behind.
+:func:`atomic_write_text`.  Its temporary file's name (``.<name>.<pid>.*.tmp``)
+carries the writer's process id, so a later writer can tell what a killed
+process left behind.
 """
 from __future__ import annotations
 

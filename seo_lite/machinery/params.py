@@ -2,10 +2,8 @@
 
 Every field of ``SEOConfig`` is one knob, under two spellings: the
 parameter ``STEPS`` of ``run_seo.ipynb`` (papermill ``-p STEPS 3``, a grid
-cell's parameters) and the flag ``--steps 3`` of ``seo-lite run``.  Both
-lists, their help and their defaults are read from the dataclass fields
-(:func:`seo_lite.method.config.knob` gives each its help and the paper's symbol),
-so a new field is a parameter and a flag the moment it exists.
+cell's parameters) and the flag ``--steps 3`` of ``seo-lite run``
+(docs/architecture.md, "One knob list").
 
 A knob left at None takes the preset's value (``classroom`` unless ``PRESET``
 / ``--preset`` says otherwise), else the field's default; :func:`make_setup`
@@ -92,9 +90,7 @@ def _knobs() -> dict[str, Knob]:
 #: Every SEOConfig field as a knob, in the dataclass's order.
 KNOBS: dict[str, Knob] = _knobs()
 
-#: Every parameter of ``run_seo.ipynb`` with its default: PRESET, one per
-#: SEOConfig field (None: not given, so the preset's or the field's value),
-#: CONFIG_OVERRIDES (fields by name, as a dict) and OUT_DIR.
+#: Every parameter of ``run_seo.ipynb`` with its default (a field's None: the preset's value).
 RUN_PARAMETERS: dict[str, Any] = {
     "PRESET": DEFAULT_PRESET,
     **{k.param: None for k in KNOBS.values()},
@@ -120,9 +116,6 @@ class RunSetup:
         config, never written."""
         return [(k, v) for options in (self.config.generator_options, self.config.optimizer_options)
                 for k, v in options.items() if is_secret_name(k)]
-
-    def secret_values(self) -> list[str]:
-        return [str(v) for _, v in self.secrets()]
 
     def models(self):
         """The generator and optimizer (one object when they are the same model)."""

@@ -11,14 +11,10 @@ Layout of one run::
       checkpoint.json      {"completed_steps", "experience"}: a summary of the log
       final.json           dev/test scores with and without the experience (CIs)
 
-Crash safety.  A step is finished when its line is in ``steps.jsonl``: the
-line is written in one ``write`` and ``fsync``-ed before anything else of
-that step.  On open, a last line that is incomplete (no newline) or not JSON
-is what a kill during the write leaves, and is cut off; a bad line anywhere
-else (or a line that is not a step record) is corruption: a :class:`RunError`
-naming the line.  The checkpoint and Markdown files are rewritten from the
-log when they are missing, stale or unreadable, so a kill between the log and
-them loses nothing.  Only JSON and Markdown are written, never pickle; every
+Crash safety.  A step is finished when its line is in ``steps.jsonl``
+(written in one ``write`` and ``fsync``-ed before anything else of that
+step); on open, a line torn by a kill is cut off (:func:`_parse_log`) and the
+checkpoint and Markdown files are rebuilt from the log.  Only JSON and Markdown are written, never pickle; every
 file except the log is replaced atomically (:mod:`seo_lite.machinery.files`).
 """
 from __future__ import annotations
@@ -76,10 +72,6 @@ def _ours_before_config(p: Path) -> bool:
     return p.name == "experience" or (p.name.startswith(".") and p.name.endswith(".tmp"))
 
 
-def splits_ids(splits) -> dict[str, list[str]]:
-    return {k: [ex.id for ex in getattr(splits, k)] for k in ("train", "dev", "test")}
-
-
 class RunDir:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -110,7 +102,7 @@ class RunDir:
                                    f"{parent} is a file, not a folder")
                 break
         cfg_file = self.path / "config.json"
-        ids = splits_ids(splits)
+        ids = {k: [ex.id for ex in getattr(splits, k)] for k in ("train", "dev", "test")}
         if cfg_file.exists():
             old = self._read_config(cfg_file)
             diff = old.differences(config)
@@ -138,7 +130,7 @@ class RunDir:
         self._write_experience(0, initial)
         for r in records:
             self._write_experience(r.step + 1, r.experience_after)
-        self._sync_checkpoint(records, initial)
+        self._sync_checkpoint(len(records), records[-1].experience_after if records else initial)
         return records
 
     def _remove_stale_temporaries(self) -> None:
@@ -186,9 +178,9 @@ class RunDir:
                 os.fsync(f.fileno())
         return out
 
-    def _sync_checkpoint(self, records, initial: Experience) -> None:
-        exp = records[-1].experience_after if records else initial
-        want = {"completed_steps": len(records), "experience": exp.to_list()}
+    def _sync_checkpoint(self, completed_steps: int, exp: Experience) -> None:
+        """checkpoint.json and experience.md after ``completed_steps`` steps ending in ``exp``."""
+        want = {"completed_steps": completed_steps, "experience": exp.to_list()}
         try:
             have = json.loads((self.path / "checkpoint.json").read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -209,9 +201,7 @@ class RunDir:
             f.flush()
             os.fsync(f.fileno())
         self._write_experience(record.step + 1, record.experience_after)
-        self._write_json("checkpoint.json", {"completed_steps": record.step + 1,
-                                             "experience": record.experience_after.to_list()})
-        atomic_write_text(self.path / "experience.md", record.experience_after.to_markdown())
+        self._sync_checkpoint(record.step + 1, record.experience_after)
 
     def write_final(self, results: dict) -> None:
         self._write_json("final.json", results)

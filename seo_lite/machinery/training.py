@@ -1,9 +1,8 @@
 """Training in a run directory: SEO's steps, each logged as it finishes, resumable.
 
 :func:`train` wraps the algorithm's loop (:func:`seo_lite.method.seo.seo_steps`)
-with a run directory (:class:`seo_lite.machinery.runs.RunDir`).  A run killed at
-any point resumes where it stopped and draws what an unbroken run would (every
-draw of step t comes from ``step_rng(seed, t, ...)``).
+with a run directory (:class:`seo_lite.machinery.runs.RunDir`); a killed run
+resumes where it stopped (see :mod:`seo_lite.method.seo` on its random draws).
 """
 from __future__ import annotations
 

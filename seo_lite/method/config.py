@@ -22,11 +22,8 @@ The paper's exact hyperparameters are not public in our summary; the presets
 are ours: ``smoke`` (seconds, for tests), ``classroom`` (minutes on a laptop
 CPU with the embedded model), ``paper`` (a GPU with 4-bit Llama-2, or an API).
 
-Secrets.  A model option whose name says it is a secret (``api_key``,
-``token``, ...; see :mod:`seo_lite.llm.secrets`) is kept in the object, because
-the model needs it, but never leaves it: ``to_dict`` / ``to_json`` (hence
-``config.json``) leave it out, a URL option loses its ``user:password@`` part,
-and ``repr`` shows ``'<redacted>'``.  Resuming compares configs without it.
+Secrets (``api_key``, ``token``, ...; :mod:`seo_lite.llm.secrets`) stay in the
+object for the model, never in ``to_dict`` (hence ``config.json``) or ``repr``.
 
 Each field carries a few words of help and the paper's symbol
 (:func:`knob`); the notebook parameters, the ``seo-lite run`` flags and their
@@ -34,7 +31,6 @@ Each field carries a few words of help and the paper's symbol
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -188,9 +184,6 @@ class SEOConfig:
                 v = public_options(v, mark=True)
             shown.append(f"{f.name}={v!r}")
         return f"SEOConfig({', '.join(shown)})"
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     def replace(self, **changes) -> "SEOConfig":
         return replace(self, **changes)

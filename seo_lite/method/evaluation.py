@@ -31,13 +31,10 @@ class Evaluation:
     metrics: dict[str, float]           # corpus-level metrics of the task
     predictions: list[Prediction]
 
-    def to_dict(self, with_predictions: bool = False) -> dict:
-        d = {"split": self.split,
-             "experience": self.experience.to_list() if self.experience is not None else None,
-             "score": self.score.to_dict(), "metrics": self.metrics}
-        if with_predictions:
-            d["predictions"] = [p.to_dict() for p in self.predictions]
-        return d
+    def to_dict(self) -> dict:
+        return {"split": self.split,
+                "experience": self.experience.to_list() if self.experience is not None else None,
+                "score": self.score.to_dict(), "metrics": self.metrics}
 
 
 def evaluate(task: Task, generator: LLM, examples: Sequence[Example],
@@ -58,10 +55,9 @@ class Comparison:
     without_experience: Evaluation
     paired: PairedComparison
 
-    def to_dict(self, with_predictions: bool = False) -> dict:
-        return {"with": self.with_experience.to_dict(with_predictions),
-                "without": self.without_experience.to_dict(with_predictions),
-                "paired": self.paired.to_dict()}
+    def to_dict(self) -> dict:
+        return {"with": self.with_experience.to_dict(),
+                "without": self.without_experience.to_dict(), "paired": self.paired.to_dict()}
 
 
 def compare(task: Task, generator: LLM, examples: Sequence[Example], experience: Experience,

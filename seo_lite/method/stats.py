@@ -89,12 +89,10 @@ def paired_comparison(a: Sequence[float], b: Sequence[float], *, n_boot: int = 1
 def across_seeds(means: Sequence[float], confidence: float = 0.95) -> Estimate:
     """Several runs (seeds) of one setting: their mean and a t-interval."""
     vals = [float(m) for m in means]
-    n = len(vals)
-    if n == 0:
-        return Estimate(math.nan, math.nan, math.nan, 0, confidence)
-    mean = sum(vals) / n
-    if n == 1:
-        return Estimate(mean, mean, mean, 1, confidence)
+    point = bootstrap_ci(vals, n_boot=0, confidence=confidence)    # the mean, no interval
+    if point.n < 2:
+        return point
+    n, mean = point.n, point.mean
     sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1))
     # two-sided t quantiles for 95% (enough seeds are rarely more than 10)
     t = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306,

@@ -7,10 +7,10 @@ A :class:`Task` is instruction + input formatting + answer parsing + metric;
 from .base import ANSWER_MODES, Example, Prediction, Task, TaskError
 from .classification import AGNews, Classification, SST2, TREC
 from .multihop_qa import HotpotQAClosedBook, HotpotQADistractor, MultiHopQA, TwoWikiMultihopQA
-from .registry import get_task, list_tasks, register_task, unregister_task
+from .registry import get_task, list_tasks, register_task
 from .translation import Translation
 
 __all__ = ["Task", "Example", "Prediction", "TaskError", "ANSWER_MODES",
-           "get_task", "list_tasks", "register_task", "unregister_task",
+           "get_task", "list_tasks", "register_task",
            "MultiHopQA", "HotpotQADistractor", "HotpotQAClosedBook", "TwoWikiMultihopQA",
            "Translation", "Classification", "SST2", "TREC", "AGNews"]

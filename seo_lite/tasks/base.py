@@ -22,11 +22,9 @@ the old name of ``"rank"`` and is still accepted.  Rank mode takes a ``calibrati
 (``"none"``, ``"contextual"``, ``"batch"``; see :mod:`.calibration`): the
 label prior is divided out before the argmax.
 
-The context window.  A prompt longer than the model's window is refused by
-the model before any compute (``LLM.check_window``); the task names the
-example in that error.  ``max_input_chars=N`` (off by default; a task option,
-so it is recorded in the run's config) keeps the first N characters of each
-example's input field and cuts the rest.
+The context window.  A prompt longer than the model's window is refused
+before any compute, naming the example; the task option ``max_input_chars=N``
+(off by default) cuts each example's input field to N characters.
 """
 from __future__ import annotations
 
@@ -78,16 +76,6 @@ class Example:
     def gold(self) -> str:
         return self.answers[0]
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["answers"] = list(self.answers)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Example":
-        return cls(id=d["id"], input=d["input"], answers=tuple(d["answers"]),
-                   context=d.get("context"), meta=dict(d.get("meta") or {}))
-
 
 def row_answers(row: dict) -> tuple[str, ...]:
     """A data row's ``answers`` (one string or a non-empty list of strings) as a tuple."""
@@ -135,12 +123,14 @@ class Task:
     calibration: str = "none"                  # rank mode only: see .calibration
     gen_params: GenParams = GenParams(max_new_tokens=64)
     metric_names: tuple[str, ...] = ()
+    data_file: str = ""                        # its JSONL file in the data folder (machinery.data)
+    hub: dict[str, Any] = {}                   # its Hugging Face source, read by example_from_hub
 
     max_input_chars: int | None = None         # cut each input field to this many characters
 
     def __init__(self, *, answer_mode: str | None = None, instruction: str | None = None,
                  max_new_tokens: int | None = None, calibration: str | None = None,
-                 max_input_chars: int | None = None):
+                 max_input_chars: int | None = None, data_file: str | None = None):
         answer_mode = normalize_answer_mode(answer_mode)
         if answer_mode is not None:
             if answer_mode not in ANSWER_MODES:
@@ -167,6 +157,8 @@ class Task:
                 raise TaskError(f"max_input_chars must be a whole number of characters >= 1, "
                                 f"got {max_input_chars!r}")
             self.max_input_chars = max_input_chars
+        if data_file is not None:              # a family's own copy of its data (see data/README.md)
+            self.data_file = data_file
 
     # -- what a family implements ----------------------------------------------
     def format_input(self, example: Example) -> str:
@@ -277,7 +269,8 @@ class Task:
         return {"name": self.name, "family": self.family, "answer_mode": self.answer_mode,
                 "calibration": self.calibration, "max_input_chars": self.max_input_chars,
                 "labels": list(self.labels) if self.labels else None,
-                "metrics": list(self.metric_names), "instruction": self.instruction}
+                "metrics": list(self.metric_names), "instruction": self.instruction,
+                "data_file": self.data_file, "hub": dict(self.hub)}
 
     def __repr__(self):
         cal = "" if self.calibration == "none" else f", {self.calibration} calibration"

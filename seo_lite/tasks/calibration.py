@@ -64,11 +64,6 @@ def log_normalize(logprobs: Sequence[float]) -> list[float]:
     return [x - z for x in logprobs]
 
 
-def label_distribution(logprobs: Sequence[float]) -> list[float]:
-    """p(y | x): the label log-probabilities as a distribution over the labels."""
-    return [math.exp(x) for x in log_normalize(logprobs)]
-
-
 def log_prior(rows: Sequence[Sequence[float]]) -> list[float]:
     """log pi(y): the mean of the rows' label distributions (in probability
     space), returned as log-probabilities.  ``rows`` are raw label log-probs."""
@@ -86,7 +81,7 @@ def calibrate(logprobs: Sequence[float], prior_log: Sequence[float]) -> list[flo
     """q(y | x) ∝ p(y | x) / pi(y), normalised over the labels."""
     if len(logprobs) != len(prior_log):
         raise ValueError(f"{len(logprobs)} label log-probs for a prior over {len(prior_log)} labels")
-    return label_distribution([a - b for a, b in zip(log_normalize(logprobs), prior_log)])
+    return [math.exp(x) for x in log_normalize([a - b for a, b in zip(log_normalize(logprobs), prior_log)])]
 
 
 def argmax(values: Sequence[float]) -> int:
@@ -114,5 +109,5 @@ def decide(logprobs: Sequence[float], prior_log: Sequence[float] | None = None
     return argmax(probs), raw, r(math.exp(x) for x in prior_log), probs
 
 
-__all__ = ["CALIBRATIONS", "CONTENT_FREE_INPUTS", "label_distribution", "log_normalize",
+__all__ = ["CALIBRATIONS", "CONTENT_FREE_INPUTS", "log_normalize",
            "log_prior", "calibrate", "argmax", "decide"]

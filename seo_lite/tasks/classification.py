@@ -1,19 +1,9 @@
 """Text classification: SST-2 (sentiment), TREC (question type), AG News (topic).
 
 Each class is verbalized as one lowercase word, and ``labels`` is that tuple.
-Two answer modes (see :class:`seo_lite.tasks.base.Task`):
-
-* ``"generate"`` -- the paper's setting: the model writes free text and
-  :meth:`Classification.parse_answer` finds the first label word or synonym
-  in it (case-insensitive, whole words; "Positive." and "The sentiment is
-  positive" both give ``positive``); a reply without one parses to "" and
-  scores 0;
-* ``"rank"`` -- the label with the highest log-likelihood after the prompt,
-  ``argmax_y log p(y | prompt)``, as evaluation harnesses do; the small
-  embedded model only shows experience effects this way.
-
-Per-example score: 1 if the label is right, else 0.  Corpus metrics:
-accuracy and macro-F1 over the label set, in percent.
+Both answer modes of :class:`seo_lite.tasks.base.Task` work: in ``"generate"``
+:meth:`Classification.parse_answer` finds the first label word or synonym in
+the reply (whole words, any case); a reply without one parses to "" and scores 0.
 
 Verbalizers.  SST-2: negative / positive.  TREC coarse classes (ABBR, ENTY,
 DESC, HUM, LOC, NUM): abbreviation, entity, description, human, location,
@@ -29,7 +19,7 @@ import functools
 import hashlib
 import os
 import re
-from typing import Any, Sequence
+from typing import Sequence
 
 from .base import Example, Task, TaskError
 from .metrics import accuracy, macro_f1
@@ -72,14 +62,11 @@ class Classification(Task):
     labels: tuple[str, ...] = ()
     synonyms: dict[str, tuple[str, ...]] = {}
     input_label: str = "Text"
-    data_file: str = ""
     required_fields: tuple[str, ...] = ("id", "text", "label")
-    hub: dict[str, Any] = {}
+    hub_id: str = ""                # Hub examples are <hub_id>_test_<row index>
 
-    def __init__(self, *, data_file: str | None = None, **options):
+    def __init__(self, **options):
         super().__init__(**options)
-        if data_file is not None:
-            self.data_file = data_file
         self._word_to_label = {w.lower(): label for label in self.labels
                                for w in (label, *self.synonyms.get(label, ()))}
         self._pattern = _label_pattern(tuple(self._word_to_label))
@@ -101,9 +88,7 @@ class Classification(Task):
         return float(answer.strip().lower() == example.gold)
 
     def corpus_metrics(self, answers: Sequence[str], examples: Sequence[Example]) -> dict[str, float]:
-        if len(answers) != len(examples):
-            raise ValueError(f"{len(answers)} answers for {len(examples)} examples")
-        preds = [a.strip().lower() for a in answers]
+        preds = [a.strip().lower() for a in answers]        # accuracy() checks the two lengths
         golds = [ex.gold for ex in examples]
         n = len(examples)
         return {"accuracy": accuracy(preds, golds), "macro_f1": macro_f1(preds, golds, self.labels),
@@ -124,10 +109,7 @@ class Classification(Task):
         return Example(str(row["id"]), text, (self.label_of(row),))
 
     def example_from_hub(self, row: dict, index: int) -> Example:
-        raise NotImplementedError
-
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "data_file": self.data_file, "hub": dict(self.hub)}
+        return Example(f"{self.hub_id}_test_{index}", row["text"], (self.labels[int(row["label"])],))
 
 
 class SST2(Classification):
@@ -139,9 +121,7 @@ class SST2(Classification):
     input_label = "Review"
     data_file = "sst2_test_300.jsonl"
     hub = {"path": "SetFit/sst2", "split": "test"}         # text, label (0 neg, 1 pos)
-
-    def example_from_hub(self, row: dict, index: int) -> Example:
-        return Example(f"sst2_test_{index}", row["text"], (self.labels[int(row["label"])],))
+    hub_id = "sst2"
 
 
 TREC_COARSE = ("ABBR", "ENTY", "DESC", "HUM", "LOC", "NUM")   # the dataset's class order
@@ -191,15 +171,25 @@ class AGNews(Classification):
     data_file = "ag_news_test_300.jsonl"
     # fancyzhx/ag_news: text, label (0 World, 1 Sports, 2 Business, 3 Sci/Tech)
     hub = {"path": "fancyzhx/ag_news", "split": "test"}
-
-    def example_from_hub(self, row: dict, index: int) -> Example:
-        return Example(f"agnews_test_{index}", row["text"], (self.labels[int(row["label"])],))
+    hub_id = "agnews"
 
 
 # -- your own labels, no subclassing -----------------------------------------------------------
 class LabelledTexts(Classification):
-    """A classification task read from any JSONL file of texts and labels:
-    build it with :func:`classification_task` (or ``get_task("classification", ...)``)."""
+    """A classification task from your own JSONL file and label set, no subclassing
+    (:func:`classification_task` is this class)::
+
+        task = classification_task("tickets.jsonl", labels=["bug", "feature", "question"])
+
+    ``data_file`` is absolute or relative to the data folder.  Each line holds
+    a text (``text_column``) and its label (``label_column``): a label word, in
+    any case, or its index in ``labels``; an ``id`` is optional (``id_column=``;
+    without one, ids come from the text).  Labels are lowercased; label ranking
+    (``answer_mode="rank"``) works with them as with the built-in tasks.
+    Further options: ``name``, ``instruction``, ``synonyms`` (label -> extra
+    words the parser accepts), ``input_label`` (default "Text"), ``answer_mode``,
+    ``max_new_tokens``.  In a config or on the command line the same task is
+    ``task="classification"`` with these keywords in ``task_options``."""
 
     def __init__(self, data_file: str, *, labels: Sequence[str], text_column: str = "text",
                  label_column: str = "label", id_column: str = "id", name: str | None = None,
@@ -226,7 +216,6 @@ class LabelledTexts(Classification):
         self.text_column, self.label_column, self.id_column = text_column, label_column, id_column
         self.required_fields = (text_column, label_column)
         self.input_label = input_label
-        self.hub = {}
         stem = os.path.splitext(os.path.basename(os.fspath(data_file)))[0]
         self.name = name or stem
         self.instruction = (f"Classify the text as one of: {', '.join(words)}. "
@@ -254,28 +243,8 @@ class LabelledTexts(Classification):
             ex_id = f"{stem}_{hashlib.sha1(text.encode('utf-8')).hexdigest()[:12]}"
         return Example(ex_id, text, (self.label_of(row),))
 
-    def example_from_hub(self, row: dict, index: int) -> Example:
-        raise TaskError(f"task {self.name!r} reads its own file; it has no Hub source")
 
-
-def classification_task(data_file: str, *, labels: Sequence[str], text_column: str = "text",
-                        label_column: str = "label", name: str | None = None,
-                        **options) -> LabelledTexts:
-    """A classification task from your own JSONL file and label set, no subclassing::
-
-        task = classification_task("tickets.jsonl", labels=["bug", "feature", "question"])
-
-    ``data_file`` is absolute or relative to the data folder.  Each line holds
-    a text (``text_column``) and its label (``label_column``): a label word, in
-    any case, or its index in ``labels``; an ``id`` is optional (``id_column=``;
-    without one, ids come from the text).  Labels are lowercased; label ranking
-    (``answer_mode="rank"``) works with them as with the built-in tasks.
-    Further options: ``name``, ``instruction``, ``synonyms`` (label -> extra
-    words the parser accepts), ``input_label`` (default "Text"), ``answer_mode``,
-    ``max_new_tokens``.  In a config or on the command line the same task is
-    ``task="classification"`` with these keywords in ``task_options``."""
-    return LabelledTexts(data_file, labels=labels, text_column=text_column,
-                         label_column=label_column, name=name, **options)
+classification_task = LabelledTexts     # the name data/README.md uses
 
 
 __all__ = ["Classification", "SST2", "TREC", "AGNews", "TREC_COARSE", "LabelledTexts",

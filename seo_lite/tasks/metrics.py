@@ -19,8 +19,7 @@ and reports need the corpus numbers every paper prints.  Both live here:
 * **classification** -- accuracy and macro-F1 over the task's label set (an
   unparseable answer is simply wrong: it lowers the recall of its gold class).
 
-Corpus metrics are on the 0-100 scale, as papers print them; per-example
-scores are in [0, 1].
+Corpus metrics are on the 0-100 scale, as papers print them.
 """
 from __future__ import annotations
 
@@ -79,11 +78,8 @@ def _tokenizer_works(name: str) -> bool:
 
 @lru_cache(maxsize=None)
 def bleu_tokenizer(lang: str) -> str:
-    """sacrebleu's BLEU tokenizer for a target language (short ISO code, e.g. "zh").
-
-    ``zh`` -> ``"zh"``; ``ja`` -> ``"ja-mecab"`` if MeCab is installed else
-    ``"char"``; ``ko`` -> ``"ko-mecab"`` if available else ``"char"``;
-    anything else -> ``"13a"``."""
+    """sacrebleu's BLEU tokenizer for a short ISO code (``"zh"``); codes of any
+    shape: :func:`seo_lite.tasks.translation.bleu_tokenize_for`, which says what each gets."""
     base = lang.split("-")[0].split("_")[0].lower()
     if base == "zh":
         return "zh"

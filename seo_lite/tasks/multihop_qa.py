@@ -136,19 +136,14 @@ class MultiHopQA(Task):
     metric_names = ("em", "f1")
     gen_params = GenParams(max_new_tokens=32, answer_end=("short_answer",))
     with_context: bool = False
-    data_file: str = ""
     required_fields: tuple[str, ...] = ("id", "question", "answers")
-    hub: dict[str, Any] = {}
-    id_prefix: str = ""
 
-    def __init__(self, *, example_metric: str = "f1", data_file: str | None = None, **options):
+    def __init__(self, *, example_metric: str = "f1", **options):
         if example_metric not in EXAMPLE_METRICS:
             raise TaskError(f"unknown example_metric {example_metric!r}; use one of {EXAMPLE_METRICS}")
         self.instruction = INSTRUCTION_WITH_CONTEXT if self.with_context else INSTRUCTION_CLOSED_BOOK
         super().__init__(**options)
         self.example_metric = example_metric
-        if data_file is not None:
-            self.data_file = data_file
 
     # prompt and answer
     def format_input(self, example: Example) -> str:
@@ -181,12 +176,8 @@ class MultiHopQA(Task):
         meta = {k: row[k] for k in ("type", "level") if k in row}
         return Example(str(row["id"]), str(row["question"]), answers, None, meta)
 
-    def example_from_hub(self, row: dict, index: int) -> Example:
-        raise NotImplementedError
-
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "example_metric": self.example_metric,
-                "data_file": self.data_file, "hub": dict(self.hub)}
+        return {**super().describe(), "example_metric": self.example_metric}
 
 
 class HotpotQADistractor(MultiHopQA):

@@ -1,14 +1,9 @@
 """Task names -> Task objects: ``get_task("trec", answer_mode="rank")``.
 
 A name maps to a *factory*, any callable that takes keyword options and
-returns a :class:`~seo_lite.tasks.base.Task`: the built-ins below
-(:func:`list_tasks` names them), ``flores:<src>-<tgt>`` for any two FLORES-200
-columns (short codes ``en-de`` or FLORES codes ``eng_Latn-deu_Latn``), and
-``translation`` / ``classification``: your own JSONL file, no code
-(``get_task("classification", data_file="my.jsonl", labels=["yes", "no"])``;
-in a config, those keywords go in ``task_options``).
-
-Any other task: ``register_task("my_task", MyTask)`` (see data/README.md).
+returns a :class:`~seo_lite.tasks.base.Task`: the built-ins below,
+``flores:<src>-<tgt>``, ``translation`` / ``classification`` (your own JSONL
+file, no code) and what :func:`register_task` adds (see data/README.md).
 Unknown names, options and language codes raise :class:`TaskError` listing
 what is valid, before any data is read or any model is called.
 """
@@ -20,8 +15,8 @@ from typing import Callable
 from .base import Task, TaskError
 from .classification import AGNews, LabelledTexts, SST2, TREC
 from .multihop_qa import HotpotQAClosedBook, HotpotQADistractor, TwoWikiMultihopQA
-from .translation import (LANGUAGES, WMT23_DIRECTIONS, ParallelTranslation, Translation,
-                          valid_language_codes)
+from .translation import (FLORES_TO_SHORT, LANGUAGES, WMT23_DIRECTIONS, ParallelTranslation,
+                          Translation)
 
 TaskFactory = Callable[..., Task]
 FLORES_PREFIX = "flores:"
@@ -30,7 +25,6 @@ FLORES_PREFIX = "flores:"
 def _translation(src: str, tgt: str, dataset: str) -> TaskFactory:
     def make(**options) -> Task:
         return Translation(src, tgt, dataset=dataset, **options)
-    make.__name__ = f"{dataset}_{src}_{tgt}"
     make.__signature__ = _options_signature(Translation)
     return make
 
@@ -77,26 +71,15 @@ def register_task(name: str, factory: TaskFactory, *, overwrite: bool = False) -
     _USER[name] = factory
 
 
-def unregister_task(name: str) -> None:
-    """Remove a task added with :func:`register_task` (tests, notebooks)."""
-    if name not in _USER:
-        raise TaskError(f"{name!r} is not a registered user task")
-    del _USER[name]
-
-
 def list_tasks(*, flores: str = "en") -> list[str]:
     """Every task name ``get_task`` knows: built-ins, the WMT23 directions,
     FLORES pairs, then user tasks.  FLORES takes any two of its columns; the
-    list shows the pairs out of English (``flores="en"``), none
-    (``flores="none"``) or out of and into English (``flores="both"``)."""
-    if flores not in ("en", "none", "both"):
-        raise TaskError(f"flores must be 'en', 'none' or 'both', got {flores!r}")
+    list shows the pairs out of English (``flores="en"``) or none (``flores="none"``)."""
+    if flores not in ("en", "none"):
+        raise TaskError(f"flores must be 'en' or 'none', got {flores!r}")
     names = list(_BUILTIN)
-    others = [c for c in LANGUAGES if c != "en"]
-    if flores in ("en", "both"):
-        names += [f"flores:en-{c}" for c in others]
-    if flores == "both":
-        names += [f"flores:{c}-en" for c in others]
+    if flores == "en":
+        names += [f"flores:en-{c}" for c in LANGUAGES if c != "en"]
     return names + list(_USER)
 
 
@@ -115,7 +98,7 @@ def _flores_factory(name: str) -> TaskFactory:
         return _translation(src, tgt, "flores")
     if not cuts:
         raise TaskError(f"{name!r}: write FLORES tasks as flores:<src>-<tgt>, e.g. flores:en-de; "
-                        f"language codes: {', '.join(valid_language_codes())}")
+                        f"language codes: {', '.join(sorted(LANGUAGES) + sorted(FLORES_TO_SHORT))}")
     raise TaskError(f"{name!r}: {errors[-1]}")
 
 
@@ -161,4 +144,4 @@ def _valid_options(factory: TaskFactory) -> list[str]:
             if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"]
 
 
-__all__ = ["get_task", "list_tasks", "register_task", "unregister_task", "TaskFactory"]
+__all__ = ["get_task", "list_tasks", "register_task", "TaskFactory"]

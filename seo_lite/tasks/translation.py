@@ -6,24 +6,18 @@ languages in words ("Translate the following German text into English");
 models wrap around it (a "Here is the translation:" line, a "Translation:"
 or "English:" label, surrounding quotes, a trailing "Note: ..." paragraph).
 
-Scores (see :mod:`seo_lite.tasks.metrics`): the per-example score is sentence
-chrF / 100 -- smooth enough that SEO's delta_E moves when one word improves;
-the corpus metrics are BLEU (with the tokenizer the target language needs:
-``zh``, ``ja-mecab`` or ``char``, ``13a``) and chrF.
+Scores (:mod:`seo_lite.tasks.metrics`): sentence chrF / 100 per example -- smooth
+enough that SEO's delta_E moves when one word improves; corpus BLEU and chrF.
 
 Language codes: short ISO 639-1 codes (``de``, ``zh``) everywhere, FLORES-200
 codes (``deu_Latn``) for FLORES columns; both are accepted for FLORES tasks.
 ``zh`` means Simplified Chinese (``zho_Hans``); ``zh-Hant`` is ``zho_Hant``.
 
-Any other parallel corpus needs no code: :func:`translation_task` (also
-``get_task("translation", data_file=..., ...)``) reads a JSONL file whose two
-columns you name, for any pair of language codes -- codes outside the table
-above too (``gsw``, ``pt-BR``, ``tha_Thai``).  BLEU's tokenizer follows the
-target language: :func:`bleu_tokenize_for`.
+Any other parallel corpus, in any pair of language codes, needs no code:
+:class:`ParallelTranslation` (``translation_task``, ``get_task("translation", ...)``).
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import os
@@ -51,12 +45,8 @@ WMT23_FILE = "wmt23_general_{pair}_200.jsonl"
 FLORES_FILE = "flores200_devtest_multiparallel_200.jsonl"
 _FLORES_CODE = re.compile(r"^[a-z]{3}_[A-Z][a-z]{3}$")
 # scripts written without spaces between words (for FLORES codes outside LANGUAGES)
-_SCRIPT_TOKENIZE = {"Hans": "zh", "Hant": "zh", "Jpan": "ja", "Hang": "ko", "Thai": "char",
-                    "Laoo": "char", "Khmr": "char", "Mymr": "char", "Tibt": "char"}
-
-
-def valid_language_codes() -> list[str]:
-    return sorted(LANGUAGES) + sorted(FLORES_TO_SHORT)
+_SCRIPT_TOKENIZE = {"Hans": "zh", "Hant": "zh", "Hani": "zh", "Jpan": "ja", "Hang": "ko",
+                    "Thai": "char", "Laoo": "char", "Khmr": "char", "Mymr": "char", "Tibt": "char"}
 
 
 def resolve_flores_code(code: str) -> str:
@@ -64,9 +54,7 @@ def resolve_flores_code(code: str) -> str:
     FLORES-shaped codes outside our table are accepted for users of the full set."""
     code = code.strip()
     lowered = {k.lower(): k for k in LANGUAGES}
-    if code.lower() in lowered:
-        return LANGUAGES[lowered[code.lower()]][1]
-    if code.lower().replace("_", "-") in lowered:              # zh_Hant, zh-hant
+    if code.lower().replace("_", "-") in lowered:              # de, zh_Hant, zh-hant
         return LANGUAGES[lowered[code.lower().replace("_", "-")]][1]
     if _FLORES_CODE.match(code):
         return code
@@ -76,12 +64,14 @@ def resolve_flores_code(code: str) -> str:
 
 
 def language_name(code: str) -> str:
-    """English name of a short or FLORES code (the code itself when unknown)."""
+    """English name of a code of any shape we know (``de``, ``deu_Latn``, ``fra``,
+    ``zh-Hant``); the code itself when unknown."""
     if code in LANGUAGES:
         return LANGUAGES[code][0]
     if code in FLORES_TO_SHORT:
         return LANGUAGES[FLORES_TO_SHORT[code]][0]
-    return code
+    base = _THREE_LETTER.get(code.lower(), code.lower())
+    return LANGUAGES[base][0] if base in LANGUAGES else code
 
 
 # ISO 639-3 codes (and FLORES prefixes) of the languages above, and of a few more
@@ -92,7 +82,6 @@ _THREE_LETTER.update({"cmn": "zh", "yue": "zh", "wuu": "zh", "tha": "th", "lao":
 # languages (ISO 639-1) whose script puts no spaces between words, and no sacrebleu
 # tokenizer of their own: BLEU counts character n-grams for them
 _CHAR_LANGUAGES = {"th", "lo", "km", "my", "bo", "dz"}
-_SCRIPT_TOKENIZE.update({"Hani": "zh"})
 _LANGUAGE_CODE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
 
 
@@ -216,10 +205,9 @@ class Translation(Task):
     family = "translation"
     metric_names = ("bleu", "chrf")
     required_fields: tuple[str, ...] = ()
-    hub: dict[str, Any] = {}
 
     def __init__(self, src: str, tgt: str, *, dataset: str = "wmt23",
-                 bleu_tokenize: str | None = None, data_file: str | None = None, **options):
+                 bleu_tokenize: str | None = None, **options):
         if dataset == "wmt23":
             pair = f"{src}-{tgt}"
             if pair not in WMT23_DIRECTIONS:
@@ -232,7 +220,7 @@ class Translation(Task):
             self.required_fields = ("id", "src", "ref")
             self.hub = {"path": "haoranxu/WMT23-Test", "name": pair, "split": "test"}
             # en-de rows are whole paragraphs (up to ~700 tokens)
-            self.gen_params = GenParams(max_new_tokens=1024 if pair == "en-de" else 256)
+            max_new_tokens = 1024 if pair == "en-de" else 256
         elif dataset == "flores":
             self.src_col, self.tgt_col = resolve_flores_code(src), resolve_flores_code(tgt)
             if self.src_col == self.tgt_col:
@@ -244,19 +232,13 @@ class Translation(Task):
             self.required_fields = ("id", self.src_col, self.tgt_col)
             self.hub = {"path": "facebook/flores", "join": [self.src_col, self.tgt_col],
                         "split": "devtest"}
-            self.gen_params = GenParams(max_new_tokens=256)
+            max_new_tokens = 256
         else:
             raise TaskError(f"unknown translation dataset {dataset!r}; use 'wmt23' or 'flores'")
         self.dataset = dataset
         self.src_name, self.tgt_name = language_name(self.src_lang), language_name(self.tgt_lang)
-        self.gen_params = self._stop_at_answer_end(self.gen_params)
-        self.instruction = (f"Translate the following {self.src_name} text into {self.tgt_name}. "
-                            f"Reply with the {self.tgt_name} translation only, nothing else.")
-        self.bleu_tokenize = bleu_tokenize or bleu_tokenize_for(self.tgt_col if dataset == "flores"
-                                                                else self.tgt_lang)
-        if data_file is not None:
-            self.data_file = data_file
-        super().__init__(**options)
+        self._finish(max_new_tokens, bleu_tokenize or bleu_tokenize_for(
+            self.tgt_col if dataset == "flores" else self.tgt_lang), options)
 
     # prompt and answer
     def format_input(self, example: Example) -> str:
@@ -265,9 +247,16 @@ class Translation(Task):
     def parse_answer(self, text: str) -> str:
         return parse_translation(text, labels=(self.tgt_name, self.tgt_lang))
 
-    def _stop_at_answer_end(self, params: GenParams) -> GenParams:
-        """Generation ends where :meth:`parse_answer` reads no more (:func:`translation_end`)."""
-        return dataclasses.replace(params, answer_end=("translation", self.tgt_name, self.tgt_lang))
+    def _finish(self, max_new_tokens: int, bleu_tokenize: str, options: dict) -> None:
+        """What both constructors end with, once the languages are set: the instruction,
+        and generation that ends where :meth:`parse_answer` reads no more
+        (:func:`translation_end`)."""
+        self.instruction = (f"Translate the following {self.src_name} text into {self.tgt_name}. "
+                            f"Reply with the {self.tgt_name} translation only, nothing else.")
+        self.bleu_tokenize = bleu_tokenize
+        self.gen_params = GenParams(max_new_tokens=max_new_tokens,
+                                    answer_end=("translation", self.tgt_name, self.tgt_lang))
+        Task.__init__(self, **options)
 
     # metrics
     def score(self, answer: str, example: Example) -> float:
@@ -307,8 +296,7 @@ class Translation(Task):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "src_lang": self.src_lang, "tgt_lang": self.tgt_lang,
-                "bleu_tokenize": self.bleu_tokenize, "data_file": self.data_file,
-                "hub": dict(self.hub)}
+                "bleu_tokenize": self.bleu_tokenize}
 
 
 # -- any parallel corpus, no subclassing ------------------------------------------------------
@@ -319,17 +307,24 @@ def _language(code, what: str) -> str:
     return code.strip()
 
 
-def _language_name(code: str) -> str:
-    """English name for a code of any shape we know (``fr``, ``fra``, ``fra_Latn``, ``zh-Hant``)."""
-    if code in LANGUAGES or code in FLORES_TO_SHORT:
-        return language_name(code)
-    base = _THREE_LETTER.get(code.lower(), code.lower())
-    return LANGUAGES[base][0] if base in LANGUAGES else code
-
-
 class ParallelTranslation(Translation):
-    """A translation task read from any parallel JSONL file: build it with
-    :func:`translation_task` (or ``get_task("translation", ...)``)."""
+    """A translation task from any parallel JSONL file, no subclassing (also
+    ``get_task("translation", ...)``; :func:`translation_task` is this class)::
+
+        task = translation_task("my_corpus.jsonl", source_column="eng", target_column="fra",
+                                source_lang="en", target_lang="fr")
+
+    ``data_file`` is absolute or relative to the data folder (``SEO_LITE_DATA``
+    / ``data_dir=``, else the shipped samples).  Each line is a JSON object
+    holding the two columns (the target may be a list of references) and
+    optionally an ``id`` (``id_column=``; without one, ids come from the
+    text).  Language codes may be any ISO 639 code with optional subtags
+    (``pt-BR``) or a FLORES code (``tha_Thai``); the instruction names known
+    languages in English (``source_name=`` / ``target_name=`` to choose the
+    words), and BLEU's tokenizer follows the target (:func:`bleu_tokenize_for`,
+    or ``bleu_tokenize=``).  Further options: ``name``, ``max_new_tokens``,
+    ``instruction``, ``answer_mode``.  In a config or on the command line the
+    same task is ``task="translation"`` with these keywords in ``task_options``."""
 
     def __init__(self, data_file: str, *, source_column: str = "src", target_column: str = "ref",
                  source_lang: str, target_lang: str, name: str | None = None,
@@ -353,16 +348,11 @@ class ParallelTranslation(Translation):
         self.data_file = os.path.expanduser(os.fspath(data_file))
         self.src_col, self.tgt_col, self.id_column = source_column, target_column, id_column
         self.required_fields = (source_column, target_column)
-        self.hub = {}
         stem = os.path.splitext(os.path.basename(self.data_file))[0]
         self.name = name or f"{stem}:{self.src_lang}-{self.tgt_lang}"
-        self.src_name = source_name or _language_name(self.src_lang)
-        self.tgt_name = target_name or _language_name(self.tgt_lang)
-        self.instruction = (f"Translate the following {self.src_name} text into {self.tgt_name}. "
-                            f"Reply with the {self.tgt_name} translation only, nothing else.")
-        self.bleu_tokenize = bleu_tokenize or bleu_tokenize_for(self.tgt_lang)
-        self.gen_params = self._stop_at_answer_end(GenParams(max_new_tokens=max_new_tokens))
-        Task.__init__(self, **options)
+        self.src_name = source_name or language_name(self.src_lang)
+        self.tgt_name = target_name or language_name(self.tgt_lang)
+        self._finish(max_new_tokens, bleu_tokenize or bleu_tokenize_for(self.tgt_lang), options)
 
     def example_from_row(self, row: dict) -> Example:
         src, ref = row[self.src_col], row[self.tgt_col]
@@ -381,38 +371,14 @@ class ParallelTranslation(Translation):
         return Example(ex_id, src, tuple(refs), None,
                        {"src_lang": self.src_lang, "tgt_lang": self.tgt_lang})
 
-    def example_from_hub(self, row: dict, index: int) -> Example:
-        raise TaskError(f"task {self.name!r} reads its own file; it has no Hub source")
-
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "source_column": self.src_col,
                 "target_column": self.tgt_col}
 
 
-def translation_task(data_file: str, *, source_column: str = "src", target_column: str = "ref",
-                     source_lang: str, target_lang: str, name: str | None = None,
-                     **options) -> ParallelTranslation:
-    """A translation task from any parallel JSONL file, no subclassing::
-
-        task = translation_task("my_corpus.jsonl", source_column="eng", target_column="fra",
-                                source_lang="en", target_lang="fr")
-
-    ``data_file`` is absolute or relative to the data folder (``SEO_LITE_DATA``
-    / ``data_dir=``, else the shipped samples).  Each line is a JSON object
-    holding the two columns (the target may be a list of references) and
-    optionally an ``id`` (``id_column=``; without one, ids come from the
-    text).  Language codes may be any ISO 639 code with optional subtags
-    (``pt-BR``) or a FLORES code (``tha_Thai``); the instruction names known
-    languages in English (``source_name=`` / ``target_name=`` to choose the
-    words), and BLEU's tokenizer follows the target (:func:`bleu_tokenize_for`,
-    or ``bleu_tokenize=``).  Further options: ``name``, ``max_new_tokens``,
-    ``instruction``, ``answer_mode``.  In a config or on the command line the
-    same task is ``task="translation"`` with these keywords in ``task_options``."""
-    return ParallelTranslation(data_file, source_column=source_column,
-                               target_column=target_column, source_lang=source_lang,
-                               target_lang=target_lang, name=name, **options)
+translation_task = ParallelTranslation     # the name data/README.md uses
 
 
 __all__ = ["Translation", "ParallelTranslation", "translation_task", "LANGUAGES",
            "WMT23_DIRECTIONS", "parse_translation", "resolve_flores_code", "language_name",
-           "valid_language_codes", "bleu_tokenize_for", "translation_end"]
+           "bleu_tokenize_for", "translation_end"]
