@@ -5,8 +5,11 @@ are answered by the embedded model twice, greedy and with no call cache:
 with ``GenParams.answer_end`` (what a run sends now) and without it (what a
 run sent before).  Per family: new tokens per call before and after, their
 ratio (target >= 3 for translation and QA), and the parsed answers that
-changed (target: none), each listed with the two replies.  Token counts are
-deterministic, so this bench is valid on a busy machine.
+changed (target: none), each listed with the two replies.  Translation runs a
+third time with the loop stop (``--task-option stop_repeats=4``, off by
+default): its ratio, and the parsed answers it changed among replies that
+ended before the limit (target: none; it may change only looping ones).
+Token counts are deterministic, so this bench is valid on a busy machine.
 
     .venv/bin/python bench/answer_stops.py                 # ~15 minutes on 2 quiet cores
     .venv/bin/python bench/answer_stops.py --examples 8    # a quick look
@@ -37,7 +40,7 @@ def main(argv=None) -> int:
     llm = make_llm("embedded", cache=None).load()
     results = []
     for family, names in FAMILIES.items():
-        old_tokens = new_tokens = calls = changed = within_limit = 0
+        old_tokens = new_tokens = calls = changed = within_limit = loop_tokens = loop_changed = 0
         examples_changed = []
         for name in names:
             task = get_task(name)
@@ -47,7 +50,12 @@ def main(argv=None) -> int:
             new = llm.generate(reqs)
             old = llm.generate([Request(r.messages, dataclasses.replace(r.params, answer_end=()))
                                 for r in reqs])
-            for n, o in zip(new, old):
+            loop = (llm.generate([Request(r.messages, dataclasses.replace(r.params, stop_repeats=4))
+                                  for r in reqs]) if family == "translation" else new)
+            for n, o, lp in zip(new, old, loop):
+                loop_tokens += lp.completion_tokens
+                loop_changed += (o.finish_reason == "stop"
+                                 and task.parse_answer(lp.text) != task.parse_answer(o.text))
                 calls += 1
                 new_tokens += n.completion_tokens
                 old_tokens += o.completion_tokens
@@ -64,6 +72,12 @@ def main(argv=None) -> int:
                                   "old replies that ended before the limit": within_limit}))
         results.append(Result(f"{family}: parsed answers changed by the stop", changed, "<= 0", "",
                               details={f"changed {i}": x for i, x in enumerate(examples_changed[:5])}))
+        if family == "translation":
+            results.append(Result(f"{family} + loop stop (stop_repeats=4): tokens before / after",
+                                  old_tokens / max(loop_tokens, 1), ">= 3.0",
+                                  details={"tokens per call after": round(loop_tokens / calls, 1)}))
+            results.append(Result(f"{family} + loop stop: parsed answers changed where the old reply "
+                                  "ended before the limit", loop_changed, "<= 0", ""))
     return report(results, args.json)
 
 

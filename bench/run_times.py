@@ -13,6 +13,7 @@ computed and no conversion is timed.  Wall times: run on a quiet machine.
 
     .venv/bin/python bench/run_times.py               # ~12 minutes on 2 quiet cores
     .venv/bin/python bench/run_times.py --only smoke
+    .venv/bin/python bench/run_times.py --only smoke --stop-repeats 4   # with the loop stop
 """
 from __future__ import annotations
 
@@ -53,8 +54,10 @@ def fresh_cache(root: Path) -> Path:
     return cache
 
 
-def run(key: str, root: Path) -> Result:
+def run(key: str, root: Path, stop_repeats: int = 0) -> Result:
     name, target, cmd = TARGETS[key]
+    if stop_repeats and cmd is not None:
+        name, cmd = f"{name}, stop_repeats={stop_repeats}", cmd + ["--task-option", f"stop_repeats={stop_repeats}"]
     work = root / key
     env = {**os.environ, "SEO_LITE_CACHE": str(fresh_cache(work))}
     if cmd is None:                                   # chapter 07 through papermill
@@ -73,10 +76,12 @@ def run(key: str, root: Path) -> Result:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", choices=sorted(TARGETS), action="append")
+    ap.add_argument("--stop-repeats", type=int, default=0,
+                    help="add --task-option stop_repeats=N to the two runs (chapter 07 unchanged)")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="seo-bench-times-"))
-    results = [run(k, root) for k in (args.only or TARGETS)]
+    results = [run(k, root, args.stop_repeats) for k in (args.only or TARGETS)]
     print(f"run folders: {root}")
     return report(results, args.json)
 

@@ -8,7 +8,10 @@
   replies with the stop parse to the answers of the replies without it, and
   are their cut, in fewer tokens; the OpenAI-compatible backend cuts the
   text a server returns in the same place;
-* the vectorized sampler draws what the per-row multinomial draws.
+* the vectorized sampler draws what the per-row multinomial draws;
+* the loop stop (``GenParams.stop_repeats``, a task option) cuts a reply that
+  repeats one stretch N times after its first copy, wherever the loop is
+  noticed, and touches no reply without such a loop.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import torch
 
 from seo_lite.llm import GenParams, Request, make_llm
 from seo_lite.llm.decode import _Sampler
-from seo_lite.llm.stopping import cut_reply, reply_end
+from seo_lite.llm.stopping import cut_reply, repeat_end, reply_end
 from seo_lite.machinery.data import load_examples
 from seo_lite.tasks import get_task
 from tests.support.openai_server import serve
@@ -119,7 +122,7 @@ def test_the_rule_is_in_the_cache_key_and_every_field_is():
     assert new["params"]["answer_end"] == ["translation", "French", "fr"]
     assert "answer_end" not in old["params"] and new != old
     every = GenParams(temperature=0.5, top_p=0.9, max_new_tokens=9, stop=("x",), seed=3,
-                      stop_list_after=2, answer_end=("label", "a", "b"))
+                      stop_list_after=2, answer_end=("label", "a", "b"), stop_repeats=4)
     payload = Request("hi", every).key_payload()["params"]
     assert set(payload) == {f.name for f in dataclasses.fields(GenParams)}
     with pytest.raises(ValueError, match="answer_end"):
@@ -211,3 +214,52 @@ def test_vectorized_sampler_draws_what_per_row_multinomial_draws():
             sp = torch.sort(torch.softmax(logits[j] / r.params.temperature, -1), descending=True)[0]
             wide += int(((sp.cumsum(0) - sp) < r.params.top_p).sum()) > _Sampler.TOP_K
     assert drawn > 200 and wide > 10
+
+
+LOOPS = ["English: The right of the Council of the Council of the Council of the Council of the Coun",
+         "USA Gymnastics, USA Gymnastics, Missbrach, Missbrach, Missbrach, Missbrach, Missbrach, Miss",
+         "Étudiante, le cours de la rue de la rue de la rue de la rue de la rue de la r"]
+NOT_LOOPS = ["le défaut de l'amour est déjà réel, le défaut de l'amour est déjà réel, le défaut",
+             "It costs 1000000000 dollars!!!!!!!!!! ........ ---------",
+             "ha ha ha", "Bonjour le monde, le monde, le monde"]
+
+
+def test_the_loop_stop_cuts_after_the_first_copy_wherever_it_is_noticed():
+    p = GenParams(stop_repeats=4)
+    first = {0: "English: The right of the Council", 1: "USA Gymnastics, USA Gymnastics, Missbrach",
+             2: "Étudiante, le cours de la rue"}
+    for n, text in enumerate(LOOPS):
+        assert cut_reply(text, p) == (first[n], True)
+        # the backend checks only the end as tokens arrive, then cuts with the full scan:
+        # stopped at any point after the loop shows, the reply is cut where the full one is
+        noticed = [i for i in range(len(text) + 1) if reply_end(text[:i], p, scan=False) is not None]
+        assert noticed and all(cut_reply(text[:i], p) == (first[n], True) for i in noticed)
+        assert all(reply_end(text[:i], p) is None for i in range(noticed[0]))
+    for text in NOT_LOOPS:
+        assert repeat_end(text, 4) is None and cut_reply(text, p) == (text, False)
+    assert repeat_end("le monde, le monde, le monde, ", 3) == len("le monde, ")
+    assert "stop_repeats" not in Request("hi", GenParams()).key_payload()["params"]
+    for bad in (1, -1):
+        with pytest.raises(ValueError, match="stop_repeats"):
+            GenParams(stop_repeats=bad)
+
+
+def test_the_loop_stop_on_the_real_model_changes_only_looping_replies(embedded):
+    """flores:en-fr's first replies from the embedded model loop to the token
+    limit: with ``stop_repeats=4`` they end soon after the loop shows, as the
+    cut of the full reply; replies that end on their own are unchanged."""
+    task = get_task("flores:en-fr", max_new_tokens=96)
+    looped = get_task("flores:en-fr", max_new_tokens=96, stop_repeats=4)
+    assert looped.gen_params.stop_repeats == 4 and looped.gen_params.answer_end == task.gen_params.answer_end
+    examples = load_examples(task)[:4]
+    old = embedded.generate(task.requests(examples))
+    reqs = looped.requests(examples)
+    new = embedded.generate(reqs)
+    for r, n, o in zip(reqs, new, old):
+        assert n.text == cut_reply(o.text, r.params)[0].strip()
+        assert n.completion_tokens <= o.completion_tokens
+        if o.finish_reason == "stop" and repeat_end(o.text, 4) is None:
+            assert n.text == o.text
+    assert sum(o.completion_tokens - n.completion_tokens for n, o in zip(new, old)) > 40
+    with pytest.raises(Exception, match="stop_repeats"):
+        get_task("flores:en-fr", stop_repeats=1)

@@ -71,7 +71,12 @@ class GenParams:
     ``answer_end=(rule, *args)`` (empty: off) ends the answer where the task's
     parser can read no more: a rule registered by the task family beside its
     parser (``stopping.ANSWER_ENDS``), e.g. ``("translation", "French", "fr")``:
-    the first paragraph after any preamble line is over."""
+    the first paragraph after any preamble line is over.
+
+    ``stop_repeats=N`` (0: off) ends a degenerate loop: once the reply holds a
+    stretch of text (2-80 characters with a letter) N times in a row,
+    it is cut after the first copy (``stopping.repeat_end``).  Unlike the two
+    rules above it changes what a parser reads, but only in replies that loop."""
 
     temperature: float = 0.0
     top_p: float = 1.0
@@ -80,6 +85,7 @@ class GenParams:
     seed: int = 0
     stop_list_after: int = 0
     answer_end: tuple[str, ...] = ()
+    stop_repeats: int = 0
 
     def __post_init__(self):
         for name in ("stop", "answer_end"):
@@ -96,6 +102,8 @@ class GenParams:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if int(self.stop_list_after) < 0:
             raise ValueError(f"stop_list_after must be >= 0, got {self.stop_list_after}")
+        if int(self.stop_repeats) < 0 or int(self.stop_repeats) == 1:
+            raise ValueError(f"stop_repeats must be 0 (off) or >= 2, got {self.stop_repeats}")
 
     @property
     def greedy(self) -> bool:
@@ -145,7 +153,7 @@ class Request:
         existing cache entry valid."""
         p = asdict(self.params)
         p["stop"], p["answer_end"] = list(p["stop"]), list(p["answer_end"])
-        for name in ("stop_list_after", "answer_end"):
+        for name in ("stop_list_after", "answer_end", "stop_repeats"):
             if not p[name]:
                 p.pop(name)
         payload = {"kind": "generate", "messages": list(self.messages), "params": p}

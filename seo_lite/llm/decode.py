@@ -45,7 +45,7 @@ import inspect
 import time
 
 from .base import Completion, Loglikelihoods, LoglikelihoodRequest, Request
-from .stopping import cut_reply, reply_end
+from .stopping import cut_reply, reads_text, reply_end
 
 
 class _Sampler:
@@ -157,7 +157,7 @@ class DecodeLoop:
         eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
         sampler = _Sampler(reqs)
         stop_strings = StopStringCriteria(tok, list(p.stop)) if p.stop else None
-        reads_text = [bool(r.params.stop_list_after or r.params.answer_end) for r in reqs]
+        watch = [reads_text(r.params) for r in reqs]
 
         seq = torch.tensor(rows, device=dev)          # the prompts; then, for stop strings, the replies
         mask = torch.tensor(mask, device=dev)
@@ -188,9 +188,9 @@ class DecodeLoop:
                 hit_stop = [False] * len(active)
             keep = []
             for j, b in enumerate(active):
-                if chosen[j] in eos_ids or (reads_text[b] and reply_end(
+                if chosen[j] in eos_ids or (watch[b] and reply_end(
                         reqs[b].prefix + tok.decode(tokens[b], skip_special_tokens=True),
-                        reqs[b].params) is not None):
+                        reqs[b].params, scan=False) is not None):
                     finish[b] = "stop"
                 elif not hit_stop[j] and len(tokens[b]) < reqs[b].params.max_new_tokens:
                     keep.append(j)                    # still going

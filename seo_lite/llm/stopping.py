@@ -96,10 +96,37 @@ def answer_end_rule(name: str):
     return register
 
 
-def reply_end(text: str, params) -> int | None:
+# -- a degenerate loop -----------------------------------------------------------------------
+_MAX_PERIOD = 80
+_LETTER = re.compile(r"[^\W\d_]")
+
+
+def _loop_at(text: str, end: int, times: int) -> int | None:
+    """The shortest block (2-80 characters, with a letter) that
+    ``text[:end]`` ends with ``times`` times in a row: where its first copy ends."""
+    for p in range(2, min(_MAX_PERIOD, end // times) + 1):
+        block = text[end - p:end]
+        if text[end - p * times:end] == block * times and _LETTER.search(block):
+            return end - p * (times - 1)
+    return None
+
+
+def repeat_end(text: str, times: int, *, scan: bool = True) -> int | None:
+    """Where a loop in ``text`` is cut (``GenParams.stop_repeats``): after the
+    first copy of the block whose ``times``-th copy ends earliest, or None.
+    ``scan=False`` looks only at the end of ``text`` (the check made as tokens
+    arrive); the cut itself always comes from the full scan, so a reply
+    stopped there and one generated to the end are cut at the same offset."""
+    ends = range(2 * times, len(text) + 1) if scan else [len(text)]
+    return next((cut for e in ends if (cut := _loop_at(text, e, times)) is not None), None)
+
+
+def reply_end(text: str, params, *, scan: bool = True) -> int | None:
     """Where ``text`` can be cut under ``params`` (its list is over, or its
-    answer is), or None while the reply must go on."""
+    answer is, or it loops), or None while the reply must go on."""
     ends = []
+    if params.stop_repeats:
+        ends.append(repeat_end(text, params.stop_repeats, scan=scan))
     if params.stop_list_after:
         ends.append(list_end(text, params.stop_list_after))
     if params.answer_end:
@@ -116,5 +143,10 @@ def reply_end(text: str, params) -> int | None:
 def cut_reply(text: str, params) -> tuple[str, bool]:
     """A finished reply up to where it could have ended (and whether it was
     cut): a stopped reply and one generated to the end give the same text."""
-    end = reply_end(text + "\n", params) if params.stop_list_after or params.answer_end else None
+    end = reply_end(text + "\n", params) if reads_text(params) else None
     return (text, False) if end is None else (text[:end].rstrip(), True)
+
+
+def reads_text(params) -> bool:
+    """Does a rule above read the text as it arrives?"""
+    return bool(params.stop_list_after or params.answer_end or params.stop_repeats)

@@ -130,7 +130,8 @@ class Task:
 
     def __init__(self, *, answer_mode: str | None = None, instruction: str | None = None,
                  max_new_tokens: int | None = None, calibration: str | None = None,
-                 max_input_chars: int | None = None, data_file: str | None = None):
+                 max_input_chars: int | None = None, data_file: str | None = None,
+                 stop_repeats: int | None = None):
         answer_mode = normalize_answer_mode(answer_mode)
         if answer_mode is not None:
             if answer_mode not in ANSWER_MODES:
@@ -141,8 +142,12 @@ class Task:
             self.answer_mode = answer_mode
         if instruction is not None:
             self.instruction = instruction
-        if max_new_tokens is not None:
-            self.gen_params = GenParams(**{**asdict(self.gen_params), "max_new_tokens": max_new_tokens})
+        for name, value in (("max_new_tokens", max_new_tokens), ("stop_repeats", stop_repeats)):
+            if value is not None:
+                try:
+                    self.gen_params = GenParams(**{**asdict(self.gen_params), name: value})
+                except (TypeError, ValueError) as e:
+                    raise TaskError(f"task option {name}={value!r}: {e}") from None
         if calibration is not None:
             if calibration not in calib.CALIBRATIONS:
                 raise TaskError(f"unknown calibration {calibration!r}; use one of {calib.CALIBRATIONS}")
