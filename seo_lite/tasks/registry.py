@@ -104,7 +104,7 @@ def _flores_factory(name: str) -> TaskFactory:
 
 def get_task(name: str, **options) -> Task:
     """A new Task for ``name``; ``options`` go to its constructor
-    (``answer_mode``, ``instruction``, ``max_new_tokens`` and the family's own)."""
+    (``answer_mode``, ``instruction``, ``max_new_tokens``, ``stop_repeats`` and the family's own)."""
     if isinstance(name, Task):
         if options:
             raise TaskError("options apply when building a task from its name, not to a Task object")
