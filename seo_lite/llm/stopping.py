@@ -1,13 +1,15 @@
-"""Where a reply can end early: the optimizer's list (``GenParams.stop_list_after``)
-and a task's answer (``GenParams.answer_end``).
+"""Where a reply can end early: the optimizer's list (``GenParams.stop_list_after``),
+a task's answer (``GenParams.answer_end``) and a loop (``GenParams.stop_repeats``).
 
 Tokens generated after the point where a parser can read no more are paid for
-and thrown away.  Both rules below find that point as text arrives, and both
+and thrown away.  The first two rules find that point as text arrives, and both
 are *exact*: once a rule gives an offset, no continuation of the text changes
 what the parser reads, so cutting there changes no parsed answer.  Local
 backends check every row of a batch as its tokens arrive and end the row
 there; remote ones cut the returned text (:func:`cut_reply`).  A task that
 changes a family's parser must give its own rule (or ``answer_end=()``).
+The loop rule (:func:`repeat_end`, off unless asked for) is not exact: it cuts
+a reply that repeats itself, so it changes what is parsed from looping replies.
 
 The optimizer's list.
 
