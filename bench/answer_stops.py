@@ -2,12 +2,12 @@
 
 The same requests (the shipped samples, the task's own generation limits)
 are answered by the embedded model twice, greedy and with no call cache:
-with ``GenParams.answer_end`` (what a run sends now) and without it (what a
-run sent before).  Per family: new tokens per call before and after, their
+with ``GenParams.answer_end`` alone and with neither stop rule (what a run
+sent before issue 22).  Per family: new tokens per call before and after, their
 ratio (target >= 3 for translation and QA), and the parsed answers that
 changed (target: none), each listed with the two replies.  Translation runs a
-third time with the loop stop (``--task-option stop_repeats=4``, off by
-default): its ratio, and the parsed answers it changed among replies that
+third time as a run sends it now, with the loop stop too (translation's
+default ``stop_repeats=4``): its ratio, and the parsed answers it changed among replies that
 ended before the limit (target: none; it may change only looping ones).
 Token counts are deterministic, so this bench is valid on a busy machine.
 
@@ -47,11 +47,11 @@ def main(argv=None) -> int:
             if task.answer_mode == "rank":
                 task = get_task(name, answer_mode="generate")
             reqs = task.requests(load_examples(task)[: args.examples])
-            new = llm.generate(reqs)
-            old = llm.generate([Request(r.messages, dataclasses.replace(r.params, answer_end=()))
+            new = llm.generate([Request(r.messages, dataclasses.replace(r.params, stop_repeats=0))
                                 for r in reqs])
-            loop = (llm.generate([Request(r.messages, dataclasses.replace(r.params, stop_repeats=4))
-                                  for r in reqs]) if family == "translation" else new)
+            old = llm.generate([Request(r.messages, dataclasses.replace(r.params, answer_end=(),
+                                                                        stop_repeats=0)) for r in reqs])
+            loop = llm.generate(reqs) if family == "translation" else new
             for n, o, lp in zip(new, old, loop):
                 loop_tokens += lp.completion_tokens
                 loop_changed += (o.finish_reason == "stop"

@@ -246,11 +246,13 @@ def test_the_loop_stop_cuts_after_the_first_copy_wherever_it_is_noticed():
 
 def test_the_loop_stop_on_the_real_model_changes_only_looping_replies(embedded):
     """flores:en-fr's first replies from the embedded model loop to the token
-    limit: with ``stop_repeats=4`` they end soon after the loop shows, as the
-    cut of the full reply; replies that end on their own are unchanged."""
-    task = get_task("flores:en-fr", max_new_tokens=96)
-    looped = get_task("flores:en-fr", max_new_tokens=96, stop_repeats=4)
-    assert looped.gen_params.stop_repeats == 4 and looped.gen_params.answer_end == task.gen_params.answer_end
+    limit: with the translation default ``stop_repeats=4`` they end soon after
+    the loop shows, as the cut of the full reply; replies that end on their own
+    are unchanged, and ``stop_repeats=0`` turns the rule off."""
+    task = get_task("flores:en-fr", max_new_tokens=96, stop_repeats=0)
+    looped = get_task("flores:en-fr", max_new_tokens=96)
+    assert (looped.gen_params.stop_repeats, task.gen_params.stop_repeats) == (4, 0)
+    assert looped.gen_params.answer_end == task.gen_params.answer_end
     examples = load_examples(task)[:4]
     old = embedded.generate(task.requests(examples))
     reqs = looped.requests(examples)

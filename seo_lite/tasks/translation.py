@@ -250,12 +250,15 @@ class Translation(Task):
     def _finish(self, max_new_tokens: int, bleu_tokenize: str, options: dict) -> None:
         """What both constructors end with, once the languages are set: the instruction,
         and generation that ends where :meth:`parse_answer` reads no more
-        (:func:`translation_end`)."""
+        (:func:`translation_end`) or where a loop shows (``stop_repeats=4``: the
+        embedded model repeats a phrase to the token limit in about a third of
+        its FLORES replies; the task option ``stop_repeats=0`` turns it off)."""
         self.instruction = (f"Translate the following {self.src_name} text into {self.tgt_name}. "
                             f"Reply with the {self.tgt_name} translation only, nothing else.")
         self.bleu_tokenize = bleu_tokenize
         self.gen_params = GenParams(max_new_tokens=max_new_tokens,
-                                    answer_end=("translation", self.tgt_name, self.tgt_lang))
+                                    answer_end=("translation", self.tgt_name, self.tgt_lang),
+                                    stop_repeats=4)
         Task.__init__(self, **options)
 
     # metrics
