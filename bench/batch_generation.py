@@ -5,6 +5,12 @@ tokens per second one at a time.  Prompts are real generator prompts (TREC in
 generate mode and HotpotQA closed-book), so lengths vary as they do in a run.
 Batched, every prompt of a task shares its instruction, which runs once per
 batch (prefix sharing); one at a time, every prompt runs in full.
+
+The shared 2-core host's speed drifts by up to 1.6x within minutes (one at a
+time: 9.9 to 16.1 tok/s in three runs in a row), so one pair of timings can
+land anywhere from 4.7x to 6.8x.  The two modes run ``--repeats`` times,
+alternating, so each pair sees the same host; the result is the median ratio
+of the pairs, and every pair is printed.
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ def main(argv=None) -> int:
     ap.add_argument("--prompts", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-new-tokens", type=int, default=40)
+    ap.add_argument("--repeats", type=int, default=3, help="alternating pairs of timings")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
 
@@ -33,22 +40,28 @@ def main(argv=None) -> int:
     llm = make_llm("embedded", cache=None, batch_size=args.batch_size).load()
     llm.generate(reqs[:2])                                   # warm-up
 
-    with Timer() as batched:
-        out_b = llm.generate(reqs)
-    llm.batch_size = 1
-    with Timer() as single:
-        out_s = llm.generate(reqs)
+    pairs = []
+    for _ in range(args.repeats):
+        llm.batch_size = args.batch_size
+        with Timer() as batched:
+            out_b = llm.generate(reqs)
+        llm.batch_size = 1
+        with Timer() as single:
+            out_s = llm.generate(reqs)
+        pairs.append((batched.seconds, single.seconds))
     tok_b = sum(c.completion_tokens for c in out_b)
     tok_s = sum(c.completion_tokens for c in out_s)
     same = [a.text for a in out_b] == [b.text for b in out_s]
-    ratio = (tok_b / batched.seconds) / (tok_s / single.seconds)
-    r = Result("batched vs one-at-a-time generation, tokens/s", ratio if same else 0.0, ">= 5.0",
-               details={"batch size": args.batch_size, "prompts": len(reqs),
-                        "batched": f"{tok_b} tokens in {batched.seconds:.1f} s = {tok_b / batched.seconds:.1f} tok/s",
-                        "one at a time": f"{tok_s} tokens in {single.seconds:.1f} s = {tok_s / single.seconds:.1f} tok/s",
-                        "prompt tokens computed / requested, batched":
-                            f"{sum(c.prompt_tokens_computed for c in out_b) / sum(c.prompt_tokens for c in out_b):.2f}",
-                        "identical outputs": same})
+    ratios = sorted((tok_b / b) / (tok_s / s) for b, s in pairs)
+    ratio = ratios[len(ratios) // 2]
+    r = Result("batched vs one-at-a-time generation, tokens/s (median of pairs)", ratio if same else 0.0,
+               ">= 5.0", details={
+                   "batch size": args.batch_size, "prompts": len(reqs), "tokens per pass": tok_b,
+                   **{f"pair {i + 1}": f"batched {tok_b / b:.1f} tok/s, one at a time {tok_s / s:.1f} tok/s, "
+                                       f"{(tok_b / b) / (tok_s / s):.2f}x" for i, (b, s) in enumerate(pairs)},
+                   "prompt tokens computed / requested, batched":
+                       f"{sum(c.prompt_tokens_computed for c in out_b) / sum(c.prompt_tokens for c in out_b):.2f}",
+                   "identical outputs": same})
     return report([r], args.json)
 
 
